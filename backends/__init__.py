@@ -1,0 +1,1 @@
+"""Secret stores behind one protocol, `backends.base.SecretBackend`; a module each."""

@@ -1,0 +1,1 @@
+"""Policy documents: their model, their path patterns and their evaluation."""

@@ -1,0 +1,1 @@
+"""tokenbroker: short-lived scoped tokens for services, and the secrets behind them."""
