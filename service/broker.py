@@ -1,0 +1,133 @@
+"""Assembling a broker from its settings, in one place.
+
+Start-up opens the store and runs its migrations, loads the key-encryption key
+(and refuses to start without one), builds every environment's backends, signing
+keys and policy, and applies the policy folder if one is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import structlog
+from sqlalchemy import Engine
+
+from backends import registry
+from service.clock import Clock, SystemClock
+from service.config import Settings
+from service.credentials import CredentialStore
+from service.crypto import Envelope, KeyEncryptionKey
+from service.environment import Environment
+from service.errors import ConfigurationError, NotFound
+from service.keys import KeyRing
+from service.policy_store import PolicyStore
+from service.secret_access import SecretAccess
+from service.store.database import open_store
+from service.tokens import TokenAuthority
+
+log = structlog.get_logger(__name__)
+
+
+class Broker:
+    """Everything a running broker holds: store, environments and services."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        public_url: str,
+        only_env: str | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.settings = settings
+        self.public_url = public_url.rstrip("/")
+        self.clock = clock or SystemClock()
+        self.kek = KeyEncryptionKey.from_file(
+            settings.encryption_key_file, setting="encryption_key_file"
+        )
+        self.engine: Engine = open_store(settings.store)
+        self.credentials = CredentialStore(self.engine, self.kek, self.clock)
+        self.policies = PolicyStore(self.engine, self.clock)
+        self.secrets = SecretAccess(
+            self.clock, max_value_bytes=settings.max_secret_bytes
+        )
+        names = _served(settings, only_env)
+        self.environments = {name: self._build_environment(name) for name in names}
+        if settings.policies_dir is not None:
+            self.load_policy_folder(settings.policies_dir)
+        log.info("broker_ready", environments=sorted(self.environments))
+
+    def environment(self, name: str) -> Environment:
+        """The environment by name. Raises NotFound for any other."""
+        try:
+            return self.environments[name]
+        except KeyError:
+            raise NotFound(f"no environment named {name!r}") from None
+
+    def reload_policy(self, environment: Environment) -> None:
+        policy, revision = self.policies.load(environment.name, environment.backends)
+        environment.use_policy(policy, revision)
+
+    def load_policy_folder(self, folder: Path) -> None:
+        """Apply policy files: `folder/ENV/*.yaml`, or `folder/*.yaml` for one env."""
+        if not folder.is_dir():
+            raise ConfigurationError(f"policies: {folder} is not a folder")
+        for environment in self.environments.values():
+            own = folder / environment.name
+            if own.is_dir():
+                source = own
+            elif len(self.environments) == 1:
+                source = folder
+            else:
+                continue
+            applied = self.policies.load_folder(
+                environment.name, source, backends=environment.backends
+            )
+            self.reload_policy(environment)
+            log.info("policy_folder_loaded", env=environment.name, documents=applied)
+
+    def close(self) -> None:
+        for environment in self.environments.values():
+            for backend in environment.backends.values():
+                backend.close()
+        self.engine.dispose()
+
+    def _build_environment(self, name: str) -> Environment:
+        config = self.settings.environments[name]
+        context = registry.BackendContext(
+            env=name, engine=self.engine, envelope=Envelope(self.kek), clock=self.clock
+        )
+        backends = {
+            backend_name: registry.build(
+                backend_name,
+                registry.parse_config(
+                    f"environments.{name}.backends.{backend_name}", options
+                ),
+                context,
+            )
+            for backend_name, options in config.backends.items()
+        }
+        keyring = KeyRing(name, self.engine, self.kek, self.clock)
+        keyring.load()
+        issuer = f"{self.public_url}/v1/{name}"
+        policy, revision = self.policies.load(name, backends)
+        return Environment(
+            name,
+            issuer=issuer,
+            tokens=TokenAuthority(name, issuer, keyring, self.clock),
+            backends=backends,
+            default_backend=config.default_backend,
+            policy=policy,
+            policy_revision=revision,
+        )
+
+
+def _served(settings: Settings, only_env: str | None) -> Iterable[str]:
+    if only_env is None:
+        return list(settings.environments)
+    if only_env not in settings.environments:
+        raise ConfigurationError(
+            f"--env: the configuration has no environment named {only_env!r}"
+        )
+    return [only_env]

@@ -1,0 +1,187 @@
+"""The `tokenbroker` command: serve, keygen, bootstrap.
+
+Messages for people go to standard output; the running broker's events go to
+standard error as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import structlog
+
+from service import dev, logs
+from service.bootstrap import ADMIN_SERVICE, bootstrap_admin
+from service.broker import Broker
+from service.clock import SystemClock
+from service.config import load_settings
+from service.crypto import KeyEncryptionKey
+from service.errors import ConfigurationError, Conflict, TokenBrokerError
+from service.store.database import open_store
+
+log = structlog.get_logger(__name__)
+
+DEV_BANNER = """\
+tokenbroker is running in DEV MODE: the store and its encryption key both live in
+{folder}/. Anyone who can read that folder can read every secret. Never use dev
+mode for anything real; see README.md, "Running for real".
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = _parser().parse_args(argv)
+    try:
+        return int(arguments.handler(arguments))
+    except ConfigurationError as error:
+        sys.stderr.write(f"tokenbroker: {error.message}\n")
+        return 2
+    except TokenBrokerError as error:
+        sys.stderr.write(f"tokenbroker: {error.message}\n")
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tokenbroker", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the broker")
+    serve.add_argument("--config", type=Path, help="YAML configuration file")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--env", help="serve this environment only")
+    serve.add_argument("--policies", type=Path, help="apply the policy files here")
+    serve.add_argument("--log-level", default="info", choices=sorted(logs.LEVELS))
+    serve.add_argument(
+        "--dev", action="store_true", help="embedded store under ./.tokenbroker/"
+    )
+    serve.add_argument(
+        "--dev-admin-secret", metavar="VALUE", help="fix the dev admin secret"
+    )
+    serve.set_defaults(handler=_serve)
+
+    keygen = commands.add_parser("keygen", help="write a new key-encryption key")
+    keygen.add_argument("file", type=Path)
+    keygen.set_defaults(handler=_keygen)
+
+    bootstrap = commands.add_parser(
+        "bootstrap", help="create an environment's first admin credential"
+    )
+    bootstrap.add_argument("--config", type=Path, required=True)
+    bootstrap.add_argument("--env", required=True)
+    bootstrap.add_argument("--json", action="store_true", help="print JSON")
+    bootstrap.set_defaults(handler=_bootstrap)
+    return parser
+
+
+def _serve(arguments: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.app import create_app
+
+    logs.configure(arguments.log_level)
+    if arguments.dev and arguments.config:
+        raise ConfigurationError("--dev runs without --config; choose one")
+    if arguments.dev_admin_secret and not arguments.dev:
+        raise ConfigurationError("--dev-admin-secret works only with --dev")
+    if arguments.dev:
+        settings = dev.dev_settings(dev.FOLDER, arguments.policies)
+    else:
+        overrides = {"policies_dir": arguments.policies} if arguments.policies else {}
+        settings = load_settings(arguments.config, **overrides)
+
+    public_url = settings.public_url or f"http://{arguments.host}:{arguments.port}"
+    broker = Broker(settings, public_url=public_url, only_env=arguments.env)
+    if arguments.dev:
+        _announce_dev(broker, arguments.dev_admin_secret)
+    sys.stdout.write(
+        f"tokenbroker serving {', '.join(sorted(broker.environments))} "
+        f"at {public_url}\n"
+    )
+    sys.stdout.flush()
+    try:
+        uvicorn.run(
+            create_app(broker),
+            host=arguments.host,
+            port=arguments.port,
+            log_config=None,
+            access_log=False,
+            server_header=False,
+        )
+    finally:
+        broker.close()
+    return 0
+
+
+def _announce_dev(broker: Broker, fixed_secret: str | None) -> None:
+    folder = dev.FOLDER.resolve()
+    log.warning("dev_mode", folder=str(folder))
+    sys.stdout.write(DEV_BANNER.format(folder=folder))
+    secret, new = dev.ensure_dev_admin(broker, dev.FOLDER, fixed_secret)
+    if new:
+        sys.stdout.write(
+            f"\nAdmin credential (shown once, also in {folder}/admin.json):\n"
+            f"  client_id:     {ADMIN_SERVICE}\n  client_secret: {secret}\n\n"
+        )
+    else:
+        sys.stdout.write(f"Admin credential: {folder}/admin.json\n")
+
+
+def _keygen(arguments: argparse.Namespace) -> int:
+    path: Path = arguments.file
+    if path.exists():
+        raise ConfigurationError(f"{path} exists; keygen never overwrites a key")
+    KeyEncryptionKey.generate().write(path)
+    sys.stdout.write(f"wrote a new key-encryption key to {path} (mode 0600)\n")
+    return 0
+
+
+def _bootstrap(arguments: argparse.Namespace) -> int:
+    settings = load_settings(arguments.config)
+    env = arguments.env
+    if env not in settings.environments:
+        raise ConfigurationError(
+            f"--env: {arguments.config} has no environment named {env!r}"
+        )
+    kek = KeyEncryptionKey.from_file(
+        settings.encryption_key_file, setting="encryption_key_file"
+    )
+    engine = open_store(settings.store)
+    try:
+        created = bootstrap_admin(
+            engine,
+            kek,
+            SystemClock(),
+            env,
+            backends=settings.environments[env].backends,
+        )
+    except Conflict as error:
+        sys.stderr.write(f"tokenbroker: {error.message}\n")
+        return 1
+    finally:
+        engine.dispose()
+    secret = created.secret.reveal_text()
+    if arguments.json:
+        sys.stdout.write(
+            json.dumps(
+                {
+                    "env": env,
+                    "client_id": ADMIN_SERVICE,
+                    "client_secret": secret,
+                    "credential_id": created.info.id,
+                }
+            )
+            + "\n"
+        )
+    else:
+        sys.stdout.write(
+            f"Admin credential for {env} (shown once; keep it safe):\n"
+            f"  client_id:     {ADMIN_SERVICE}\n  client_secret: {secret}\n"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+"""The HTTP edges every router shares: errors, request limits and request logs.
+
+Every failure leaves as JSON `{"error", "error_description", "request_id"}` with a
+precise status; nothing echoes what the caller sent, and no traceback ever reaches
+a client. The middlewares are plain ASGI: they run on every request, including
+the hot ones, and cost little.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.errors import (
+    AuthenticationFailed,
+    PayloadTooLarge,
+    Throttled,
+    TokenBrokerError,
+)
+
+log = structlog.get_logger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+STATUS_CODES = {
+    400: "invalid_request",
+    401: "invalid_token",
+    403: "insufficient_scope",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def error_response(
+    request: Request | None,
+    status: int,
+    code: str,
+    description: str,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = {"error": code, "error_description": description}
+    if request is not None:
+        body["request_id"] = request.scope.get("request_id", "")
+    return JSONResponse(
+        body, status_code=status, headers={**NO_STORE, **(headers or {})}
+    )
+
+
+async def broker_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, TokenBrokerError)
+    headers: dict[str, str] = {}
+    if isinstance(error, AuthenticationFailed) and error.code == "invalid_token":
+        headers["WWW-Authenticate"] = (
+            'Bearer realm="tokenbroker", error="invalid_token"'
+        )
+    if error.status == 403:
+        headers["WWW-Authenticate"] = (
+            'Bearer realm="tokenbroker", error="insufficient_scope"'
+        )
+    if isinstance(error, Throttled) and error.retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(error.retry_after)))
+    if error.status >= 500:
+        log.warning("request_failed", code=error.code, error=error.message)
+    return error_response(request, error.status, error.code, error.message, headers)
+
+
+async def validation_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    # FastAPI's default answer quotes the rejected input; this one names only
+    # where the problem is and what kind it is.
+    problems = [
+        f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
+        for problem in error.errors()
+    ]
+    return error_response(request, 400, "invalid_request", "; ".join(problems[:5]))
+
+
+async def http_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, StarletteHTTPException)
+    code = STATUS_CODES.get(error.status_code, "error")
+    return error_response(request, error.status_code, code, str(error.detail))
+
+
+async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
+    log.error(
+        "unexpected_error",
+        error_type=type(error).__name__,
+        path=request.url.path,
+        request_id=request.scope.get("request_id"),
+        exc_info=error,
+    )
+    return error_response(
+        request, 500, "server_error", "the broker failed; see its log"
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(TokenBrokerError, broker_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected_error)
+
+
+class BodyLimit:
+    """Refuse bodies over a limit with 413 before the application reads them."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _header(scope, b"content-length")
+        if declared is not None and (
+            not declared.isdigit() or int(declared) > self.max_bytes
+        ):
+            await _send_too_large(scope, send, self.max_bytes)
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise PayloadTooLarge(
+                        f"the request body is over the limit of {self.max_bytes} bytes"
+                    )
+            return message
+
+        await self.app(scope, limited, send)
+
+
+class RequestLog:
+    """Give each request an id and log one line when it ends."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        offered = _header(scope, b"x-request-id")
+        request_id = offered if offered and _safe_id(offered) else secrets.token_hex(8)
+        scope["request_id"] = request_id
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [
+                    *message["headers"],
+                    (b"x-request-id", request_id.encode()),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            log.info(
+                "request",
+                method=scope["method"],
+                path=scope["path"],
+                status=status,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                request_id=request_id,
+            )
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _safe_id(value: str) -> bool:
+    return len(value) <= 64 and all(c.isalnum() or c in "-_." for c in value)
+
+
+async def _send_too_large(scope: Scope, send: Send, limit: int) -> None:
+    response = error_response(
+        None,
+        413,
+        "payload_too_large",
+        f"the request body is over the limit of {limit} bytes",
+    )
+    await response({**scope}, _no_body, send)
+
+
+async def _no_body() -> Message:
+    return {"type": "http.disconnect"}

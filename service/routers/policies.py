@@ -1,0 +1,107 @@
+"""Policy documents: apply (or dry-run) one, read them back, explain a decision."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from service.dependencies import AdminDep, BrokerDep, EnvironmentDep
+from service.errors import InvalidRequest
+
+router = APIRouter(tags=["policies"])
+
+DocumentName = Annotated[str, Path(max_length=128)]
+
+
+@router.put("/v1/{env}/policies/{name}")
+async def put_policy(
+    name: DocumentName,
+    request: Request,
+    environment: EnvironmentDep,
+    admin: AdminDep,
+    broker: BrokerDep,
+    dry_run: bool = False,
+) -> JSONResponse:
+    body = await request.body()
+    try:
+        source = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidRequest("a policy document is UTF-8 text") from None
+    media_type = request.headers.get("content-type", "application/yaml")
+    applied = await run_in_threadpool(
+        broker.policies.put,
+        environment.name,
+        name,
+        source,
+        media_type.split(";")[0].strip(),
+        backends=environment.backends,
+        actor=admin.service,
+        dry_run=dry_run,
+    )
+    if not dry_run:
+        await run_in_threadpool(broker.reload_policy, environment)
+    return JSONResponse(
+        {
+            "name": name,
+            "revision": applied.revision,
+            "dry_run": dry_run,
+            "changes": {
+                service: {"added": list(change.added), "removed": list(change.removed)}
+                for service, change in applied.changes.items()
+            },
+        }
+    )
+
+
+@router.get("/v1/{env}/policies")
+async def list_policies(
+    environment: EnvironmentDep, _admin: AdminDep, broker: BrokerDep
+) -> JSONResponse:
+    names = await run_in_threadpool(broker.policies.names, environment.name)
+    return JSONResponse(
+        {"policies": [{"name": name, "revision": rev} for name, rev in names]}
+    )
+
+
+@router.get("/v1/{env}/policies/explain")
+async def explain(
+    environment: EnvironmentDep,
+    _admin: AdminDep,
+    service: Annotated[str, Query(max_length=64)],
+    scope: Annotated[str, Query(max_length=512)],
+) -> JSONResponse:
+    decision = environment.policy.explain(service, scope)
+    return JSONResponse(
+        {
+            "service": service,
+            "scope": scope,
+            "allowed": decision.allowed,
+            "document": decision.document,
+            "rule": decision.rule,
+            "reason": decision.reason,
+        }
+    )
+
+
+@router.get("/v1/{env}/policies/{name}")
+async def get_policy(
+    name: DocumentName, environment: EnvironmentDep, _admin: AdminDep, broker: BrokerDep
+) -> Response:
+    source, media_type, revision = await run_in_threadpool(
+        broker.policies.source, environment.name, name
+    )
+    return Response(source, media_type=media_type, headers={"ETag": f'"{revision}"'})
+
+
+@router.delete("/v1/{env}/policies/{name}", status_code=204)
+async def delete_policy(
+    name: DocumentName, environment: EnvironmentDep, _admin: AdminDep, broker: BrokerDep
+) -> Response:
+    await run_in_threadpool(
+        broker.policies.delete, environment.name, name, backends=environment.backends
+    )
+    await run_in_threadpool(broker.reload_policy, environment)
+    return Response(status_code=204)

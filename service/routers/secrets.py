@@ -1,0 +1,189 @@
+"""Secrets: read a version, write a new one, list what the caller may read.
+
+Values travel as text, or as base64 with `"encoding": "base64"` for bytes; either
+way they come back byte-exact, marked with the encoding they were written in.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated, Literal
+
+import structlog
+from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from backends.base import SecretVersion, Stage
+from service.dependencies import BrokerDep, EnvironmentDep, PrincipalDep
+from service.errors import InvalidRequest
+from service.http import NO_STORE
+from service.sensitive import Sensitive
+
+log = structlog.get_logger(__name__)
+router = APIRouter(tags=["secrets"])
+
+SecretName = Annotated[str, Path(max_length=256)]
+
+
+class SecretWrite(BaseModel):
+    """The body of a write."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    value: str
+    encoding: Literal["text", "base64"] = "text"
+
+
+@router.get("/v1/{env}/secrets")
+async def list_secrets(
+    environment: EnvironmentDep,
+    principal: PrincipalDep,
+    broker: BrokerDep,
+    prefix: Annotated[str, Query(max_length=256)] = "",
+    page_size: Annotated[int, Query(ge=1, le=1000)] = 100,
+    page_token: Annotated[str | None, Query(max_length=2048)] = None,
+) -> JSONResponse:
+    entries, next_token = await broker.secrets.list(
+        environment,
+        principal,
+        prefix=prefix,
+        page_size=page_size,
+        page_token=page_token,
+    )
+    body = {
+        "secrets": [
+            {
+                "name": entry.name,
+                "version": entry.summary.current_version,
+                "updated_at": _iso(entry.summary.updated_at),
+            }
+            for entry in entries
+        ],
+        "next_page_token": next_token,
+    }
+    return JSONResponse(body)
+
+
+@router.get("/v1/{env}/secrets/{name:path}")
+async def read_secret(
+    name: SecretName,
+    environment: EnvironmentDep,
+    principal: PrincipalDep,
+    broker: BrokerDep,
+    version: Annotated[str | None, Query(max_length=128)] = None,
+    stage: Stage | None = None,
+) -> JSONResponse:
+    if version is not None and stage is not None:
+        raise InvalidRequest("ask for a version or a stage, not both")
+    found = await broker.secrets.read(
+        environment, principal, name, version=version, stage=stage
+    )
+    log.info(
+        "secret_read",
+        env=environment.name,
+        secret=name,
+        version=found.version,
+        service=principal.service,
+    )
+    return JSONResponse(
+        _secret_body(name, found, stage),
+        headers={**NO_STORE, "ETag": f'"{found.version}"'},
+    )
+
+
+@router.put("/v1/{env}/secrets/{name:path}")
+async def write_secret(
+    name: SecretName,
+    request: Request,
+    environment: EnvironmentDep,
+    principal: PrincipalDep,
+    broker: BrokerDep,
+    if_match: Annotated[str | None, Header(max_length=140)] = None,
+    if_none_match: Annotated[str | None, Header(max_length=8)] = None,
+) -> JSONResponse:
+    write = _parse_write(await request.body())
+    value = _decode_value(write)
+    if if_none_match is not None and if_none_match.strip() != "*":
+        raise InvalidRequest("If-None-Match accepts only *")
+    info = await broker.secrets.write(
+        environment,
+        principal,
+        name,
+        value,
+        binary=write.encoding == "base64",
+        if_match=_etag(if_match),
+        if_none_match=if_none_match is not None,
+    )
+    return JSONResponse(
+        {"name": name, "version": info.version, "created_at": _iso(info.created_at)},
+        headers={**NO_STORE, "ETag": f'"{info.version}"'},
+    )
+
+
+def _secret_body(
+    name: str, found: SecretVersion, stage: Stage | None
+) -> dict[str, object]:
+    raw = found.value.reveal()
+    encoding = "base64" if found.info.binary else "text"
+    if encoding == "text":
+        try:
+            value = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            encoding = "base64"
+    if encoding == "base64":
+        value = base64.b64encode(raw).decode("ascii")
+    shown_stage = stage or _stage_of(found)
+    return {
+        "name": name,
+        "version": found.version,
+        "value": value,
+        "encoding": encoding,
+        "stage": shown_stage.value if shown_stage else None,
+        "created_at": _iso(found.info.created_at),
+    }
+
+
+def _stage_of(found: SecretVersion) -> Stage | None:
+    for stage in (Stage.CURRENT, Stage.PREVIOUS, Stage.PENDING):
+        if stage in found.info.stages:
+            return stage
+    return None
+
+
+def _parse_write(body: bytes) -> SecretWrite:
+    try:
+        return SecretWrite.model_validate_json(body)
+    except ValidationError as error:
+        problems = [
+            f"{'.'.join(str(part) for part in problem['loc']) or 'body'}: "
+            f"{problem['msg']}"
+            for problem in error.errors(include_input=False, include_url=False)
+        ]
+        raise InvalidRequest("; ".join(problems[:5])) from None
+
+
+def _decode_value(write: SecretWrite) -> Sensitive:
+    if write.encoding == "text":
+        try:
+            return Sensitive.from_text(write.value)
+        except UnicodeEncodeError:
+            raise InvalidRequest("value is not valid Unicode text") from None
+    try:
+        return Sensitive(base64.b64decode(write.value, validate=True))
+    except (binascii.Error, ValueError):
+        raise InvalidRequest("value is not valid base64") from None
+
+
+def _etag(header: str | None) -> str | None:
+    if header is None:
+        return None
+    tag = header.strip()
+    if tag.startswith("W/"):
+        raise InvalidRequest("If-Match needs a strong version tag")
+    return tag.strip('"') or None
+
+
+def _iso(moment: object) -> str | None:
+    return moment.isoformat() if moment is not None else None  # type: ignore[attr-defined]

@@ -1,0 +1,202 @@
+"""Issuing and verifying the broker's access tokens (EdDSA JWTs, through PyJWT).
+
+Verification fails the same way for every reason (expired, wrong issuer, unknown
+key, bad signature, malformed): the caller learns only that the token is not
+valid, the log gets the reason and the token's fingerprint, never the token.
+
+A verified token is kept in a bounded cache until it expires, so a service that
+reuses its token pays for the signature check once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+import structlog
+from cachetools import TLRUCache
+
+from policies.match import Pattern
+from service.clock import Clock
+from service.errors import AuthenticationFailed
+from service.keys import ALGORITHM, KeyRing
+
+log = structlog.get_logger(__name__)
+
+MAX_TOKEN_LENGTH = 8192
+MAX_KID_LENGTH = 128
+LEEWAY_SECONDS = 5
+SECRET_ACTIONS = ("read", "write", "rotate", "revoke")
+REQUIRED_CLAIMS = ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "scope", "env"]
+
+
+def fingerprint(token: str) -> str:
+    """A short, non-reversible name for a token, for logs."""
+    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who presented a verified token, and what its scopes allow."""
+
+    env: str
+    service: str
+    jti: str
+    scopes: tuple[str, ...]
+    expires_at: float
+    admin: bool = False
+    patterns: dict[str, tuple[Pattern, ...]] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_claims(cls, claims: dict[str, Any]) -> Principal:
+        scopes = tuple(str(claims["scope"]).split())
+        patterns: dict[str, list[Pattern]] = {action: [] for action in SECRET_ACTIONS}
+        for scope in scopes:
+            kind, _, rest = scope.partition(":")
+            action, _, pattern = rest.partition(":")
+            if kind == "secrets" and action in patterns and pattern:
+                patterns[action].append(Pattern.parse(pattern))
+        return cls(
+            env=str(claims["env"]),
+            service=str(claims["sub"]),
+            jti=str(claims["jti"]),
+            scopes=scopes,
+            expires_at=float(claims["exp"]),
+            admin="admin" in scopes,
+            patterns={action: tuple(found) for action, found in patterns.items()},
+        )
+
+    def may(self, action: str, secret_name: str) -> bool:
+        """Whether the token's scopes name this action on this secret."""
+        if self.admin:
+            return True
+        return any(p.matches(secret_name) for p in self.patterns.get(action, ()))
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A freshly signed token; `access_token` goes to the caller and nowhere else."""
+
+    access_token: str = field(repr=False)
+    jti: str
+    expires_in: int
+    scope: str
+
+
+class TokenAuthority:
+    """Signs and verifies one environment's tokens."""
+
+    def __init__(
+        self,
+        env: str,
+        issuer: str,
+        keyring: KeyRing,
+        clock: Clock,
+        *,
+        cache_size: int = 100_000,
+    ) -> None:
+        self.env = env
+        self.issuer = issuer
+        self.keyring = keyring
+        self._clock = clock
+        self._verified: TLRUCache[str, Principal] = TLRUCache(
+            maxsize=cache_size,
+            ttu=lambda _token, principal, _now: principal.expires_at,
+            timer=clock.now,
+        )
+
+    def issue(
+        self,
+        service: str,
+        scopes: Sequence[str],
+        *,
+        audience: str | None,
+        ttl: int,
+    ) -> IssuedToken:
+        """A signed token; its lifetime never outlasts the signing key (case C12)."""
+        key = self.keyring.signing_key()
+        now = int(self._clock.now())
+        expires = min(now + ttl, int(key.not_after_timestamp))
+        if expires <= now:
+            raise AuthenticationFailed("no signing key can cover a token lifetime")
+        jti = secrets.token_urlsafe(16)
+        scope = " ".join(scopes)
+        claims = {
+            "iss": self.issuer,
+            "sub": service,
+            "aud": audience or self.issuer,
+            "env": self.env,
+            "scope": scope,
+            "iat": now,
+            "nbf": now,
+            "exp": expires,
+            "jti": jti,
+        }
+        token = jwt.encode(
+            claims,
+            key.private_key,
+            algorithm=ALGORITHM,
+            headers={"kid": key.kid, "typ": "at+jwt"},
+        )
+        return IssuedToken(token, jti, expires - now, scope)
+
+    def verify(self, token: str) -> Principal:
+        """The principal of a valid token of this environment.
+
+        Raises AuthenticationFailed, with the same message for every reason.
+        """
+        principal = self._verified.get(token)
+        if principal is not None:
+            return principal
+        try:
+            principal = Principal.from_claims(self._decode(token))
+        except (jwt.PyJWTError, _Unusable, KeyError, ValueError) as error:
+            log.info(
+                "token_rejected",
+                env=self.env,
+                reason=type(error).__name__,
+                token_fingerprint=fingerprint(token),
+            )
+            raise AuthenticationFailed("the bearer token is not valid") from None
+        self._verified[token] = principal
+        return principal
+
+    def _decode(self, token: str) -> dict[str, Any]:
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise _Unusable("token too long")
+        header = jwt.get_unverified_header(token)
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not 0 < len(kid) <= MAX_KID_LENGTH:
+            raise _Unusable("kid missing or malformed")
+        key = self.keyring.verification_key(kid)
+        if key is None:
+            raise _Unusable("kid unknown")
+        # The algorithm is fixed by the key, never by the token's header.
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=[ALGORITHM],
+            audience=self.issuer,
+            issuer=self.issuer,
+            # Time is checked below against the broker's clock, which tests move.
+            options={
+                "require": REQUIRED_CLAIMS,
+                "verify_exp": False,
+                "verify_nbf": False,
+                "verify_iat": False,
+            },
+        )
+        now = self._clock.now()
+        if not float(claims["nbf"]) - LEEWAY_SECONDS <= now < float(claims["exp"]):
+            raise _Unusable("token expired or not yet valid")
+        if claims.get("env") != self.env:
+            raise _Unusable("token of another environment")
+        return claims
+
+
+class _Unusable(Exception):
+    """Why a token that parsed is still refused; goes to the log only."""
