@@ -1,0 +1,143 @@
+"""Policy document text to plain data: YAML or JSON, strictly.
+
+Stricter than `yaml.safe_load` and `json.loads` where a lax reading could widen
+or drop a grant: a duplicate key is an error (a second `deny:` would silently
+replace the first), and YAML anchors and aliases are refused (they let a small
+document expand into a huge one). Error messages name the document and the
+line, never the content.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final, cast
+
+import yaml  # type: ignore[import-untyped, unused-ignore]
+
+from service.errors import PayloadTooLarge, PolicyInvalid
+
+MAX_BYTES: Final = 1024 * 1024
+MAX_DEPTH: Final = 32
+JSON_MEDIA_TYPES: Final = frozenset({"application/json"})
+_MERGE_TAG: Final = "tag:yaml.org,2002:merge"
+
+
+class _Refused(Exception):
+    """The text parses but is not an acceptable document; says what and where."""
+
+    def __init__(self, problem: str, line: int | None = None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.line = line
+
+
+def load_mapping(document: str, text: str | bytes, media_type: str) -> dict[str, Any]:
+    """The top-level mapping of a policy document; empty when the text is empty.
+
+    Raises PayloadTooLarge over MAX_BYTES and PolicyInvalid when the text is not
+    UTF-8, not YAML or JSON, or its top level is not a mapping.
+    """
+    size = len(text) if isinstance(text, bytes) else len(text.encode("utf-8"))
+    if size > MAX_BYTES:
+        raise PayloadTooLarge(f"policy '{document}' is larger than {MAX_BYTES} bytes")
+
+    try:
+        data = _load(_decode(text), _base_media_type(media_type))
+    except _Refused as refused:
+        where = f"line {refused.line}: " if refused.line is not None else ""
+        message = f"policy '{document}': {where}{refused.problem}"
+        raise PolicyInvalid(message) from None
+
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise PolicyInvalid(f"policy '{document}': the top level must be a mapping")
+    return data
+
+
+def _decode(text: str | bytes) -> str:
+    if isinstance(text, str):
+        return text.removeprefix("\ufeff")
+    try:
+        return text.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise _Refused("not UTF-8 text") from None
+
+
+def _base_media_type(media_type: str) -> str:
+    return media_type.split(";", 1)[0].strip().lower()
+
+
+def _load(text: str, media_type: str) -> object:
+    if media_type in JSON_MEDIA_TYPES:
+        return _load_json(text)
+    return _load_yaml(text)
+
+
+def _load_json(text: str) -> object:
+    try:
+        return json.loads(
+            text,
+            object_pairs_hook=_json_object,
+            parse_constant=_json_constant,
+        )
+    except json.JSONDecodeError as error:
+        raise _Refused("not valid JSON", error.lineno) from None
+    except RecursionError:
+        raise _Refused("nested too deeply") from None
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        raise _Refused("duplicate key in a JSON object")
+    return data
+
+
+def _json_constant(name: str) -> object:
+    raise _Refused("NaN and Infinity are not JSON values")
+
+
+def _load_yaml(text: str) -> object:
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                line = event.start_mark.line + 1
+                raise _Refused("YAML anchors and aliases are not supported", line)
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        if root is None:
+            return None
+        _check_node(root, depth=0)
+        return cast(object, yaml.SafeLoader("").construct_document(root))
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line = mark.line + 1 if mark is not None else None
+        raise _Refused("not valid YAML", line) from None
+    except yaml.YAMLError:
+        raise _Refused("not valid YAML") from None
+    except RecursionError:
+        raise _Refused("nested too deeply") from None
+    except (ValueError, OverflowError):
+        # A scalar that resolves to a type it cannot be, like a 13th month.
+        raise _Refused("a value cannot be read") from None
+
+
+def _check_node(node: Any, depth: int) -> None:
+    line = node.start_mark.line + 1
+    if depth > MAX_DEPTH:
+        raise _Refused("nested too deeply", line)
+
+    if isinstance(node, yaml.MappingNode):
+        keys: set[tuple[str, str]] = set()
+        for key, value in node.value:
+            if key.tag == _MERGE_TAG:
+                raise _Refused("YAML merge keys are not supported", line)
+            if isinstance(key, yaml.ScalarNode):
+                if (key.tag, key.value) in keys:
+                    raise _Refused("duplicate key", key.start_mark.line + 1)
+                keys.add((key.tag, key.value))
+            _check_node(key, depth + 1)
+            _check_node(value, depth + 1)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _check_node(item, depth + 1)
