@@ -15,7 +15,7 @@ import pytest
 
 from backends.base import SecretBackend
 
-KINDS = ["local", "vault", "aws", "azure"]
+KINDS = ["local", "local_postgres", "vault", "aws", "azure"]
 
 
 @pytest.fixture(scope="session")
