@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from cachetools import LRUCache
@@ -322,8 +322,10 @@ def _merge_service(
             rule = f"{prefix}.tokens[{index}].scopes[{position}] = {scope}"
             listed.setdefault(scope, _Rule(document, rule))
 
-    if rules.max_ttl is not None:
-        view.max_ttl = min(rules.max_ttl, view.max_ttl or rules.max_ttl)
+    if rules.max_ttl is not None and view.max_ttl is not None:
+        view.max_ttl = min(view.max_ttl, rules.max_ttl)
+    elif rules.max_ttl is not None:
+        view.max_ttl = rules.max_ttl
 
 
 def _judge(view: _ServiceView, scope: str) -> Decision:
@@ -347,20 +349,23 @@ def _judge_secrets(view: _ServiceView, scope: SecretScope) -> Decision:
         if deny.pattern.covers(scope.pattern):
             return _denied_by(deny)
 
-    decision = next(
-        (
-            _granted_by(rule, scope.action)
-            for rule in view.grants[scope.action]
-            if rule.pattern.covers(scope.pattern)
-        ),
-        _admin(view.admin[0]) if view.admin else None,
-    )
-    if decision is not None:
-        if any(deny.pattern.overlaps(scope.pattern) for deny in view.denies):
-            reason = f"{decision.reason}; the names a deny rule matches stay denied"
-            decision = Decision(True, decision.document, decision.rule, reason)
-        return decision
+    covering = [
+        rule for rule in view.grants[scope.action] if rule.pattern.covers(scope.pattern)
+    ]
+    if covering:
+        decision = _granted_by(covering[0], scope.action)
+    elif view.admin:
+        decision = _admin(view.admin[0])
+    else:
+        return _partly_or_nothing(view, scope)
 
+    if any(deny.pattern.overlaps(scope.pattern) for deny in view.denies):
+        reason = f"{decision.reason}; the names a deny rule matches stay denied"
+        decision = replace(decision, reason=reason)
+    return decision
+
+
+def _partly_or_nothing(view: _ServiceView, scope: SecretScope) -> Decision:
     for rule in view.grants[scope.action]:
         if rule.pattern.overlaps(scope.pattern):
             reason = "this rule grants only part of it"

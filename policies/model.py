@@ -38,6 +38,8 @@ DOCUMENT_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 BACKEND_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 _BACKEND_PATH: Final = re.compile(r"[^\x00-\x1f\x7f]{1,1024}")
 _CRON_FIELD: Final = re.compile(r"[0-9A-Za-z*/,?#-]+")
+# An unknown key is shown in a problem only when it reads like a field name.
+_SHOWN_KEY: Final = re.compile(r"[A-Za-z0-9._/*:-]{1,128}")
 
 
 def validate_service_name(name: str) -> None:
@@ -230,12 +232,10 @@ def parse_document(name: str, text: str | bytes, media_type: str) -> PolicyDocum
         return PolicyDocument.model_validate(data)
     except ValidationError as error:
         problems = describe_errors(name, error)
-        summary = (
-            problems[0]
-            if len(problems) == 1
-            else (f"policy '{name}': {len(problems)} problems")
-        )
-        raise PolicyInvalid(summary, problems) from None
+        if len(problems) == 1:
+            raise PolicyInvalid(problems[0], problems) from None
+        message = f"policy '{name}': {len(problems)} problems"
+        raise PolicyInvalid(message, problems) from None
 
 
 def describe_errors(document: str, error: ValidationError) -> list[str]:
@@ -252,15 +252,21 @@ def _is_key(detail: ErrorDetails) -> bool:
 
 
 def _location(detail: ErrorDetails, bad_keys: set[tuple[int | str, ...]]) -> str:
-    loc = detail["loc"][:-2] if _is_key(detail) else detail["loc"]
+    loc = detail["loc"]
+    if _is_key(detail):
+        loc = loc[:-2]
+    elif detail["type"] == "invalid_key":
+        loc = loc[:-1]
     path = ""
     for index, part in enumerate(loc):
         if tuple(loc[: index + 1]) in bad_keys:
             path += ".<invalid key>"
         elif isinstance(part, int):
             path += f"[{part}]"
-        else:
+        elif _SHOWN_KEY.fullmatch(part):
             path += f".{part}"
+        else:
+            path += ".<unreadable key>"
     return path.removeprefix(".") or "(top level)"
 
 
@@ -276,6 +282,7 @@ _PROBLEMS: Final = {
     "model_type": "expected a mapping",
     "model_attributes_type": "expected a mapping",
     "too_short": "must not be empty",
+    "invalid_key": "keys must be strings",
 }
 
 

@@ -23,7 +23,9 @@ CANARY = "CANARY-7f3a"
     ],
     ids=lambda value: str(value),
 )
-def test_parse_duration_reads_each_unit_and_combinations(text: str, seconds: int) -> None:
+def test_parse_duration_reads_each_unit_and_combinations(
+    text: str, seconds: int
+) -> None:
     assert parse_duration(text) == seconds
 
 
