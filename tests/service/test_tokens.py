@@ -1,0 +1,162 @@
+"""Issuing and verifying tokens with a clock the tests move."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import jwt
+import pytest
+from sqlalchemy import Engine, event
+
+from service.crypto import KeyEncryptionKey
+from service.errors import AuthenticationFailed
+from service.keys import KeyRing, NoSigningKey
+from service.tokens import TokenAuthority
+from tests.service.conftest import FakeClock
+
+ISSUER = "https://broker.test/v1/dev"
+
+
+@pytest.fixture
+def authority(
+    engine: Engine, kek: KeyEncryptionKey, clock: FakeClock
+) -> TokenAuthority:
+    keyring = KeyRing("dev", engine, kek, clock)
+    keyring.load()
+    return TokenAuthority("dev", ISSUER, keyring, clock)
+
+
+def issue(authority: TokenAuthority, ttl: int = 300) -> str:
+    return authority.issue(
+        "billing-api", ["secrets:read:payments/*"], audience=None, ttl=ttl
+    ).access_token
+
+
+def test_issued_token_verifies_to_its_service_and_scopes(
+    authority: TokenAuthority,
+) -> None:
+    principal = authority.verify(issue(authority))
+
+    assert principal.service == "billing-api"
+    assert principal.may("read", "payments/stripe")
+    assert not principal.may("read", "payments-old/stripe")
+    assert not principal.may("write", "payments/stripe")
+
+
+def test_token_is_refused_once_expired(
+    authority: TokenAuthority, clock: FakeClock
+) -> None:
+    token = issue(authority, ttl=60)
+    authority.verify(token)
+
+    clock.advance(61)
+
+    with pytest.raises(AuthenticationFailed):
+        authority.verify(token)
+
+
+def test_token_of_another_environment_is_refused(
+    engine: Engine, kek: KeyEncryptionKey, clock: FakeClock, authority: TokenAuthority
+) -> None:
+    other_ring = KeyRing("prod", engine, kek, clock)
+    other_ring.load()
+    other = TokenAuthority("prod", "https://broker.test/v1/prod", other_ring, clock)
+
+    with pytest.raises(AuthenticationFailed):
+        authority.verify(issue(other))
+
+
+def test_every_refusal_has_the_same_message(
+    authority: TokenAuthority, clock: FakeClock
+) -> None:
+    expired = issue(authority, ttl=10)
+    clock.advance(11)
+    messages = set()
+    for token in (expired, "garbage", issue(authority)[:-4] + "AAAA", ""):
+        with pytest.raises(AuthenticationFailed) as caught:
+            authority.verify(token)
+        messages.add(str(caught.value))
+
+    assert messages == {"the bearer token is not valid"}
+
+
+def test_token_lifetime_never_outlasts_its_signing_key(
+    authority: TokenAuthority, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Case C12: with no new key to be had, exp is clamped to the key's end."""
+    monkeypatch.setattr("service.keys.RENEW_WHEN_LEFT_SECONDS", 0)
+    key = authority.keyring.signing_key()
+    clock.current = key.not_after_timestamp - 30
+
+    issued = authority.issue("svc", ["admin"], audience=None, ttl=300)
+
+    claims = jwt.decode(issued.access_token, options={"verify_signature": False})
+    assert claims["exp"] <= key.not_after_timestamp
+    assert issued.expires_in == claims["exp"] - claims["iat"]
+
+
+def _forge(header: dict[str, object], payload: dict[str, object]) -> str:
+    def part(data: dict[str, object]) -> str:
+        raw = json.dumps(data).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    return f"{part(header)}.{part(payload)}.c2ln"
+
+
+@pytest.mark.parametrize(
+    "kid",
+    [
+        pytest.param("../../../../dev/null", id="path"),
+        pytest.param("k1' OR '1'='1", id="sql"),
+        pytest.param("k" * 10_000, id="10KB"),
+        pytest.param("k1\x00", id="nul"),
+        pytest.param(" k1", id="leading-space"),
+        pytest.param(None, id="missing"),
+    ],
+)
+def test_hostile_kid_is_refused_without_touching_the_store(
+    authority: TokenAuthority, kid: str | None, engine: Engine
+) -> None:
+    """Case C14: a kid is looked up in memory only."""
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    token = _forge({"alg": "HS256", "kid": kid}, {"sub": "x"})
+
+    with pytest.raises(AuthenticationFailed):
+        authority.verify(token)
+    assert statements == []
+
+
+def test_alg_none_is_refused(authority: TokenAuthority) -> None:
+    kid = authority.keyring.signing_key().kid
+    token = _forge({"alg": "none", "kid": kid}, {"sub": "x"})[:-4]
+
+    with pytest.raises(AuthenticationFailed):
+        authority.verify(token)
+
+
+def test_key_near_its_end_is_replaced_and_stays_published(
+    authority: TokenAuthority, clock: FakeClock
+) -> None:
+    old = authority.keyring.signing_key()
+    clock.current = old.not_after_timestamp - 3600
+
+    token = issue(authority)
+
+    assert jwt.get_unverified_header(token)["kid"] != old.kid
+    published = {key["kid"] for key in authority.keyring.jwks()["keys"]}
+    assert old.kid in published
+    assert authority.verify(token).service == "billing-api"
+
+
+def test_token_past_its_key_end_is_never_issued(
+    authority: TokenAuthority, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Case C12: never a token with exp <= now."""
+    monkeypatch.setattr("service.keys.RENEW_WHEN_LEFT_SECONDS", -(10**9))
+    key = authority.keyring.signing_key()
+    clock.current = key.not_after_timestamp + 60
+
+    with pytest.raises(NoSigningKey):
+        issue(authority)
