@@ -64,7 +64,8 @@ def migrate(engine: Engine) -> None:
                 text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID}
             )
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        # Issues land in parallel, each with its own migration branch off 0001.
+        command.upgrade(config, "heads")
     log.debug("store_migrated", dialect=engine.dialect.name)
 
 
