@@ -1,0 +1,424 @@
+"""The broker's own standing with Vault: its login, its token, its error boundary.
+
+`VaultSession` is the only place in the vault backend that sends a request. It
+holds the broker's token (never shown: it travels as `Sensitive` and goes into
+one header per request), renews it lazily before each request once
+`renew_before` of its lifetime is left, and logs in afresh when a renewal comes
+back capped: Vault answers a renewal past the token's max TTL with success, a
+shorter TTL and only a warning (case C06a), so a broker that trusted the status
+would run into expiry. A capped grant is never logged as renewed.
+
+Every hvac and requests error is translated here by `translate_error`, most
+specific first, with the cause chained; messages name the method and the URL
+path, never a query string, a value or a token.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import hvac.exceptions as hvac_errors  # type: ignore[import-untyped]
+import requests
+import structlog
+from hvac.adapters import JSONAdapter  # type: ignore[import-untyped]
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.clock import Clock
+from service.errors import (
+    BackendError,
+    BackendUnauthorized,
+    BackendUnavailable,
+    ConfigurationError,
+    PreconditionFailed,
+    SecretNotFound,
+    Throttled,
+    TokenBrokerError,
+    VersionDeleted,
+    VersionDestroyed,
+)
+from service.sensitive import MASK, Sensitive
+
+log = structlog.get_logger(__name__)
+
+KUBERNETES_JWT_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+
+
+class TokenAuth(BaseModel):
+    """`{method: token, token_file: PATH}`: a token some other process keeps fresh."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: Literal["token"]
+    token_file: Path
+
+
+class AppRoleAuth(BaseModel):
+    """`{method: approle, role_id, secret_id_file, mount: approle}`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: Literal["approle"]
+    # Optional here so that a half-written configuration still parses; `create`
+    # refuses to start without them, naming the key.
+    role_id: str | None = None
+    secret_id_file: Path | None = None
+    mount: str = Field(default="approle", min_length=1)
+
+
+class KubernetesAuth(BaseModel):
+    """`{method: kubernetes, role, jwt_file, mount: kubernetes}`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: Literal["kubernetes"]
+    role: str = Field(min_length=1)
+    jwt_file: Path = KUBERNETES_JWT_FILE
+    mount: str = Field(default="kubernetes", min_length=1)
+
+
+AuthConfig = Annotated[
+    TokenAuth | AppRoleAuth | KubernetesAuth, Field(discriminator="method")
+]
+
+
+def read_credential(key: str, path: Path) -> Sensitive:
+    """The credential in `path`, without one trailing newline.
+
+    Raises ConfigurationError naming `key` and the file, never the content.
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise ConfigurationError(
+            f"{key}: cannot read {path} ({error.strerror})"
+        ) from None
+    text = raw.removesuffix(b"\n").removesuffix(b"\r")
+    if not text:
+        raise ConfigurationError(f"{key}: {path} is empty")
+    if not all(0x21 <= byte <= 0x7E for byte in text):
+        raise ConfigurationError(
+            f"{key}: {path} holds whitespace or control characters besides one "
+            "final newline"
+        )
+    return Sensitive(text)
+
+
+def check_credentials(auth: TokenAuth | AppRoleAuth | KubernetesAuth) -> None:
+    """Refuse start-up when the configured credential cannot be loaded."""
+    if isinstance(auth, TokenAuth):
+        read_credential("auth.token_file", auth.token_file)
+    elif isinstance(auth, AppRoleAuth):
+        if not auth.role_id:
+            raise ConfigurationError("auth.role_id: required for an approle login")
+        if auth.secret_id_file is None:
+            raise ConfigurationError(
+                "auth.secret_id_file: required for an approle login"
+            )
+        read_credential("auth.secret_id_file", auth.secret_id_file)
+    else:
+        read_credential("auth.jwt_file", auth.jwt_file)
+
+
+# Most specific first is implied: `translate_error` walks each error's MRO.
+TRANSLATIONS: dict[type[BaseException], type[TokenBrokerError]] = {
+    hvac_errors.InvalidPath: SecretNotFound,
+    hvac_errors.Unauthorized: BackendUnauthorized,
+    hvac_errors.Forbidden: BackendUnauthorized,
+    hvac_errors.RateLimitExceeded: Throttled,
+    hvac_errors.VaultDown: BackendUnavailable,
+    hvac_errors.VaultNotInitialized: BackendUnavailable,
+    hvac_errors.InternalServerError: BackendUnavailable,
+    hvac_errors.BadGateway: BackendUnavailable,
+    # Vault answers 412 while a performance standby catches up: retry later.
+    hvac_errors.PreconditionFailed: BackendUnavailable,
+    hvac_errors.InvalidRequest: BackendError,
+    hvac_errors.UnsupportedOperation: BackendError,
+    hvac_errors.ParamValidationError: BackendError,
+    hvac_errors.UnexpectedError: BackendError,
+    hvac_errors.VaultError: BackendError,
+    requests.ConnectionError: BackendUnavailable,
+    requests.Timeout: BackendUnavailable,
+    requests.RequestException: BackendError,
+}
+
+_VAULT_TOKEN = re.compile(r"\b(?:hv[sbr]|[sbr])\.[A-Za-z0-9_-]{16,}")
+_QUERY = re.compile(r"\?[^\s\"',]*")
+
+
+def translate_error(error: Exception) -> TokenBrokerError:
+    """The broker's error for an hvac or requests error; the caller chains it."""
+    kind = next(
+        (TRANSLATIONS[cls] for cls in type(error).__mro__ if cls in TRANSLATIONS),
+        BackendError,
+    )
+    message = _describe(error)
+    if isinstance(error, hvac_errors.InvalidPath):
+        gone = _gone_version(error.json)
+        if gone is not None:
+            return gone(message)
+    if isinstance(error, hvac_errors.InvalidRequest) and "check-and-set" in message:
+        return PreconditionFailed(message)
+    if kind is Throttled:
+        return Throttled(message)
+    return kind(message)
+
+
+def _describe(error: Exception) -> str:
+    """What went wrong and where, with query strings and tokens cut out (C17d)."""
+    if isinstance(error, hvac_errors.VaultError):
+        reason = ", ".join(error.errors or []) if error.errors else ""
+        status = type(error).__name__
+        where = f"{error.method or ''} {error.url or ''}".strip()
+        text = f"vault answered {status}" + (f": {reason[:200]}" if reason else "")
+        text += f" on {where}" if where else ""
+    else:
+        text = f"vault cannot be reached ({type(error).__name__})"
+        request = getattr(error, "request", None)
+        if request is not None and request.url:
+            text += f" on {request.method} {request.url}"
+    return _VAULT_TOKEN.sub(MASK, _QUERY.sub("", text))
+
+
+def _gone_version(body: Any) -> type[TokenBrokerError] | None:
+    """KV v2 answers 404 with the version's metadata when it is deleted (C21)."""
+    data = body.get("data") if isinstance(body, dict) else None
+    metadata = data.get("metadata") if isinstance(data, dict) else None
+    if not isinstance(metadata, dict):
+        return None
+    if metadata.get("destroyed"):
+        return VersionDestroyed
+    if metadata.get("deletion_time"):
+        return VersionDeleted
+    return None
+
+
+@dataclass(frozen=True)
+class _Grant:
+    """A token the broker holds, and when its lifetime started by the clock."""
+
+    token: Sensitive
+    accessor: str
+    ttl: float
+    requested_ttl: float
+    renewable: bool
+    since: float
+
+
+class VaultSession:
+    """Authenticated requests to one Vault (and one namespace), translated."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        auth: TokenAuth | AppRoleAuth | KubernetesAuth,
+        clock: Clock,
+        namespace: str | None = None,
+        ca_cert: Path | None = None,
+        timeout: float = 10.0,
+        renew_before: float = 1 / 3,
+        session: requests.Session | None = None,
+    ) -> None:
+        http = session or requests.Session()
+        # Proxies and CA bundles come from the configuration, not from whatever
+        # REQUESTS_CA_BUNDLE or HTTPS_PROXY the process happens to inherit.
+        http.trust_env = False
+        http.verify = str(ca_cert) if ca_cert else True
+        self._adapter = JSONAdapter(
+            base_uri=url, timeout=timeout, session=http, namespace=namespace
+        )
+        self._auth = auth
+        self._clock = clock
+        self._renew_before = renew_before
+        self._grant: _Grant | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"VaultSession(url={self._adapter.base_uri!r}, token={MASK})"
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Vault's JSON answer to `method /v1/path`; `{}` for an empty answer.
+
+        Raises the broker's error for every failure (see `translate_error`).
+        """
+        token = self._token()
+        try:
+            return self._send(method, path, token, json=json, params=params)
+        except BackendUnauthorized:
+            if self._still_valid(token):
+                raise
+            # The token was revoked or expired behind our back: one fresh login.
+            self._discard(token)
+            return self._send(method, path, self._token(), json=json, params=params)
+
+    def close(self) -> None:
+        self._adapter.close()
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        token: Sensitive | None,
+        **options: Any,
+    ) -> dict[str, Any]:
+        headers = {"X-Vault-Token": token.reveal_text()} if token else {}
+        try:
+            answer = self._adapter.request(
+                method, f"v1/{path}", headers=headers, **options
+            )
+        except (hvac_errors.VaultError, requests.RequestException) as error:
+            raise translate_error(error) from error
+        return answer if isinstance(answer, dict) else {}
+
+    def _token(self) -> Sensitive:
+        with self._lock:
+            grant = self._grant
+            now = self._clock.now()
+            if grant is None:
+                grant = self._login("start")
+            elif grant.ttl and now >= grant.since + grant.ttl:
+                log.warning("vault.token_expired", accessor=grant.accessor)
+                grant = self._login("expired")
+            elif grant.ttl and now >= grant.since + grant.ttl * (
+                1 - self._renew_before
+            ):
+                grant = self._renew(grant)
+            self._grant = grant
+            return grant.token
+
+    def _still_valid(self, token: Sensitive) -> bool:
+        """Whether Vault still knows `token`: a refusal is then about policy."""
+        try:
+            self._send("GET", "auth/token/lookup-self", token)
+        except BackendUnauthorized:
+            return False
+        return True
+
+    def _discard(self, token: Sensitive) -> None:
+        with self._lock:
+            if self._grant is not None and self._grant.token.equals(token):
+                self._grant = None
+
+    def _renew(self, grant: _Grant) -> _Grant:
+        if not grant.renewable:
+            return self._login("not_renewable")
+        increment = int(grant.requested_ttl)
+        try:
+            answer = self._send(
+                "POST",
+                "auth/token/renew-self",
+                grant.token,
+                json={"increment": increment},
+            )
+        except BackendUnauthorized:
+            return self._login("renewal_refused")
+        auth = answer.get("auth") or {}
+        granted = float(auth.get("lease_duration") or 0)
+        warnings = answer.get("warnings") or []
+        if granted < increment or warnings:
+            log.warning(
+                "vault.token_renewal_capped",
+                accessor=grant.accessor,
+                requested_ttl=increment,
+                granted_ttl=granted,
+                warnings=len(warnings),
+            )
+            return self._replace(grant, granted)
+        log.info("vault.token_renewed", accessor=grant.accessor, ttl=granted)
+        return replace(grant, ttl=granted, since=self._clock.now())
+
+    def _replace(self, grant: _Grant, granted: float) -> _Grant:
+        """A fresh login after a capped renewal, or the capped grant if none."""
+        auth = self._auth
+        if isinstance(auth, TokenAuth):
+            # The broker cannot log in with a static token; whoever writes the
+            # file (an agent, an operator) has to replace it before it expires.
+            token = self._load_token_file(auth)
+            if token.equals(grant.token):
+                log.warning(
+                    "vault.token_file_unchanged",
+                    accessor=grant.accessor,
+                    expires_in=granted,
+                )
+                return replace(grant, ttl=granted, since=self._clock.now())
+        return self._login("capped")
+
+    def _load_token_file(self, auth: TokenAuth) -> Sensitive:
+        try:
+            return read_credential("auth.token_file", auth.token_file)
+        except ConfigurationError as error:
+            raise BackendUnauthorized(
+                f"the broker's vault credential cannot be loaded: {error.message}"
+            ) from None
+
+    def _login(self, reason: str) -> _Grant:
+        auth = self._auth
+        try:
+            if isinstance(auth, TokenAuth):
+                grant = self._look_up(self._load_token_file(auth))
+            elif isinstance(auth, AppRoleAuth):
+                secret_id = read_credential(
+                    "auth.secret_id_file", auth.secret_id_file or Path()
+                )
+                grant = self._log_in(
+                    f"auth/{auth.mount}/login",
+                    {"role_id": auth.role_id, "secret_id": secret_id.reveal_text()},
+                )
+            else:
+                jwt = read_credential("auth.jwt_file", auth.jwt_file)
+                grant = self._log_in(
+                    f"auth/{auth.mount}/login",
+                    {"role": auth.role, "jwt": jwt.reveal_text()},
+                )
+        except ConfigurationError as error:
+            raise BackendUnauthorized(
+                f"the broker's vault credential cannot be loaded: {error.message}"
+            ) from None
+        except (BackendUnavailable, BackendUnauthorized):
+            raise
+        except BackendError as error:
+            raise BackendUnauthorized(
+                f"vault refused the broker's {auth.method} login: {error.message}"
+            ) from error
+        log.info(
+            "vault.login",
+            method=auth.method,
+            accessor=grant.accessor,
+            ttl=grant.ttl,
+            reason=reason,
+        )
+        return grant
+
+    def _log_in(self, path: str, body: dict[str, Any]) -> _Grant:
+        auth = self._send("POST", path, None, json=body).get("auth") or {}
+        ttl = float(auth.get("lease_duration") or 0)
+        return _Grant(
+            Sensitive(str(auth.get("client_token", "")).encode()),
+            str(auth.get("accessor", "")),
+            ttl,
+            ttl,
+            bool(auth.get("renewable")),
+            self._clock.now(),
+        )
+
+    def _look_up(self, token: Sensitive) -> _Grant:
+        data = self._send("GET", "auth/token/lookup-self", token).get("data") or {}
+        return _Grant(
+            token,
+            str(data.get("accessor", "")),
+            float(data.get("ttl") or 0),
+            float(data.get("creation_ttl") or data.get("ttl") or 0),
+            bool(data.get("renewable")),
+            self._clock.now(),
+        )
