@@ -9,7 +9,9 @@ that may use two wildcards, always bounded by `/`:
   `payments/**` matches `payments` itself, `payments/a` and `payments/a/b`.
 
 Everything else is literal. `payments/*` never matches `payments-old/x` nor
-`payments/a/b`. Error messages name the rule broken, never the text.
+`payments/a/b`. A segment holds at most two `*` and a pattern at most two `**`,
+so that matching stays fast whatever the name. Error messages name the rule
+broken, never the text.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ RESERVED_LAST_SEGMENTS: Final = frozenset(
     {"rotate", "compromise", "consumers", "versions"}
 )
 DEEP: Final = "**"
+# Limits that keep the cost of matching a name of MAX_LENGTH small.
+MAX_STARS: Final = 2
+MAX_DEEP: Final = 2
 
 _NAME_SEGMENT: Final = re.compile(r"[A-Za-z0-9._-]+")
 _PATTERN_CHARS: Final = re.compile(r"[A-Za-z0-9._*/-]+")
@@ -135,6 +140,10 @@ def _validate_pattern(text: str) -> tuple[str, ...]:
         raise ValueError("'**' must be a whole segment of a pattern")
     if any(a == b == DEEP for a, b in pairwise(segments)):
         raise ValueError("a pattern must not repeat '**' in a row")
+    if segments.count(DEEP) > MAX_DEEP:
+        raise ValueError(f"a pattern may use '**' at most {MAX_DEEP} times")
+    if any(s.count("*") > MAX_STARS for s in segments if s != DEEP):
+        raise ValueError(f"a pattern segment may use '*' at most {MAX_STARS} times")
     return segments
 
 
@@ -153,7 +162,9 @@ def _pattern_regex(segments: tuple[str, ...]) -> str:
         elif segment == DEEP:
             pieces.append(f"(?:{_ANY_SEGMENT}/)*")
         else:
-            pieces.append(_segment_regex(segment))
+            # Atomic up to the end of the name's segment: once a segment has
+            # matched whole, no later failure retries it another way.
+            pieces.append(f"(?>{_segment_regex(segment)}(?![^/]))")
             next_is_final_deep = index + 1 == last and segments[last] == DEEP
             if index < last and not next_is_final_deep:
                 pieces.append("/")

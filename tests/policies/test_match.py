@@ -73,6 +73,8 @@ def test_pattern_matches_names_segment_by_segment(
         "payments/../key",
         "a/**/**/b",
         "a" * 257,
+        "payments/*a*b*",
+        "**/a/**/b/**",
     ],
     ids=[
         "empty",
@@ -90,6 +92,8 @@ def test_pattern_matches_names_segment_by_segment(
         "dot-dot-segment",
         "double-star-twice",
         "too-long",
+        "three-stars-in-a-segment",
+        "three-double-stars",
     ],
 )
 def test_pattern_parse_refuses_malformed_text(text: str) -> None:
