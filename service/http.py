@@ -8,6 +8,7 @@ the hot ones, and cost little.
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -22,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from service.errors import (
     AuthenticationFailed,
     PayloadTooLarge,
+    PolicyInvalid,
     Throttled,
     TokenBrokerError,
 )
@@ -76,7 +78,13 @@ async def broker_error(request: Request, error: Exception) -> JSONResponse:
         headers["Retry-After"] = str(max(1, round(error.retry_after)))
     if error.status >= 500:
         log.warning("request_failed", code=error.code, error=error.message)
-    return error_response(request, error.status, error.code, error.message, headers)
+    response = error_response(request, error.status, error.code, error.message, headers)
+    if isinstance(error, PolicyInvalid) and len(error.problems) > 1:
+        # Every problem at once, so a policy author fixes them in one pass.
+        body = json.loads(response.body)
+        body["problems"] = error.problems
+        response = JSONResponse(body, error.status, {**NO_STORE, **headers})
+    return response
 
 
 async def validation_error(request: Request, error: Exception) -> JSONResponse:

@@ -16,7 +16,7 @@ import structlog
 from sqlalchemy import Engine, delete, func, insert, select, update
 
 from policies.evaluate import Policy, ServiceChange, diff
-from policies.model import PolicyDocument, parse_document
+from policies.model import DOCUMENT_NAME, PolicyDocument, parse_document
 from service.clock import Clock, utc
 from service.errors import InvalidRequest, NotFound, PolicyInvalid
 from service.store.tables import policy_documents
@@ -25,7 +25,6 @@ log = structlog.get_logger(__name__)
 
 POLICY_FILE_SUFFIXES = {".yaml": "application/yaml", ".yml": "application/yaml",
                         ".json": "application/json"}  # fmt: skip
-MAX_DOCUMENT_NAME = 128
 
 
 @dataclass(frozen=True)
@@ -199,11 +198,8 @@ def _maybe(stored: dict[str, Any], name: str) -> dict[str, PolicyDocument]:
 
 
 def _check_name(name: str) -> None:
-    if (
-        not name
-        or len(name) > MAX_DOCUMENT_NAME
-        or not all(character.isalnum() or character in "-_." for character in name)
-    ):
+    if not DOCUMENT_NAME.fullmatch(name):
         raise InvalidRequest(
-            "a policy document name is 1 to 128 letters, digits, '-', '_' or '.'"
+            "a policy document name is 1 to 128 ASCII letters, digits, '-', '_' "
+            "or '.', starting with a letter or digit"
         )
