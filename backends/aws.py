@@ -51,9 +51,9 @@ import hashlib
 import json
 import re
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, Final, Literal
 
@@ -195,7 +195,7 @@ class AwsBackend:
         else:
             wanted = "such version"
             where = {"VersionId": _version_id(path, version)}
-        response = self._call("get_secret_value", path, wanted, SecretId=name, **where)
+        response = self._get(path, name, wanted, **where)
 
         info = self._info(path, name, response)
         if stage is not None and stage not in info.stages:
@@ -249,13 +249,7 @@ class AwsBackend:
 
     def promote(self, path: str, version: str) -> VersionInfo:
         name = self._name(path)
-        response = self._call(
-            "get_secret_value",
-            path,
-            "such version",
-            SecretId=name,
-            VersionId=_version_id(path, version),
-        )
+        response = self._get(path, name, VersionId=_version_id(path, version))
         for _attempt in range(WRITE_ATTEMPTS):
             state = self._describe(path, name)
             if version in state.disabled:
@@ -267,7 +261,7 @@ class AwsBackend:
         else:
             raise Conflict(f"secret {path!r} is being written concurrently; try again")
         if "AWSPENDING" in state.labels.get(version, ()):
-            self._unlabel(path, name, version, "AWSPENDING")
+            self._relabel(path, name, "AWSPENDING", away=version)
 
         log.info("aws.secret.promoted", backend=self.name, path=path, version=version)
         stages = frozenset({Stage.CURRENT})
@@ -295,7 +289,7 @@ class AwsBackend:
             tags = [{"Key": tag, "Value": "true"}]
             self._call("tag_resource", path, SecretId=name, Tags=tags)
             for label in sorted(labels or ()):
-                self._unlabel(path, name, version, label)
+                self._relabel(path, name, label, away=version)
         log.info(
             "aws.version.enabled" if enabled else "aws.version.disabled",
             backend=self.name,
@@ -374,10 +368,9 @@ class AwsBackend:
     ) -> VersionInfo:
         """The first version; AWS makes a secret's first version current, always."""
         version = token or str(uuid.uuid4())
+        params = {"Name": name, "ClientRequestToken": version, **payload}
         try:
-            self._call(
-                "create_secret", path, Name=name, ClientRequestToken=version, **payload
-            )
+            self._call("create_secret", path, **params)
         except PreconditionFailed:
             state = self._describe(path, name)
             raise PreconditionFailed(
@@ -385,7 +378,7 @@ class AwsBackend:
             ) from None
         stages = {Stage.CURRENT}
         if stage is Stage.PENDING:
-            self._label(path, name, version, "AWSPENDING")
+            self._relabel(path, name, "AWSPENDING", to=version)
             stages.add(Stage.PENDING)
         return self._new(version, stages, payload)
 
@@ -402,7 +395,7 @@ class AwsBackend:
                     return self._create(path, name, payload, version, Stage.CURRENT)
                 except PreconditionFailed:
                     continue
-            self._stage(path, name, version, payload)
+            self._put(path, name, version, payload, STAGED)
             if self._move_current(path, name, version, state.current):
                 return self._new(version, {Stage.CURRENT}, payload)
         raise Conflict(f"secret {path!r} is being written concurrently; try again")
@@ -417,10 +410,10 @@ class AwsBackend:
     ) -> VersionInfo:
         """A new current version only if `expected` is still current."""
         state = self._expect(path, name, expected)
-        candidates = [token] if token else _cas_tokens(name, expected)
+        candidates = [token] if token else cas_version_ids(name, expected)
         for version in candidates:
             try:
-                self._stage(path, name, version, payload)
+                self._put(path, name, version, payload, STAGED)
             except PreconditionFailed:
                 if token or not self._abandoned(path, name, version, expected):
                     raise PreconditionFailed(
@@ -431,7 +424,7 @@ class AwsBackend:
                 continue
             if self._move_current(path, name, version, expected):
                 return self._new(version, {Stage.CURRENT}, payload)
-            self._unlabel(path, name, version, STAGED)
+            self._relabel(path, name, STAGED, away=version)
             state = self._describe(path, name)
             raise PreconditionFailed(
                 f"secret {path!r} is at version {state.current}, not {expected}"
@@ -462,23 +455,14 @@ class AwsBackend:
             except SecretNotFound:
                 return self._create(path, name, payload, token, Stage.PENDING)
         version = token or str(uuid.uuid4())
-        response = self._call(
-            "put_secret_value",
-            path,
-            SecretId=name,
-            ClientRequestToken=version,
-            VersionStages=["AWSPENDING"],
-            **payload,
-        )
+        response = self._put(path, name, version, payload, "AWSPENDING")
         stages = _stages(response.get("VersionStages", ())) or {Stage.PENDING}
         return self._new(version, stages, payload)
 
     def _earlier(self, path: str, name: str, version: str) -> VersionInfo | None:
         """The version an earlier write with the same idempotency key made."""
         try:
-            response = self._call(
-                "get_secret_value", path, SecretId=name, VersionId=version
-            )
+            response = self._get(path, name, VersionId=version)
         except SecretNotFound:
             return None
         return self._info(path, name, response)
@@ -500,27 +484,33 @@ class AwsBackend:
         """Whether a rival's version on `expected` is old and was never swapped in."""
         if self._describe(path, name).current != expected:
             return False
-        response = self._call(
-            "get_secret_value", path, SecretId=name, VersionId=version
-        )
+        response = self._get(path, name, VersionId=version)
         served = response["ResponseMetadata"]["HTTPHeaders"].get("date")
         if served is None:
             return False
-        age = parsedate_to_datetime(served) - response["CreatedDate"]
+        age: timedelta = parsedate_to_datetime(served) - response["CreatedDate"]
         return age.total_seconds() >= self._abandoned_after
 
-    def _stage(
-        self, path: str, name: str, version: str, payload: Mapping[str, Any]
-    ) -> None:
-        """Put `version` with the scratch label; PreconditionFailed if it is taken."""
-        self._call(
-            "put_secret_value",
-            path,
-            SecretId=name,
-            ClientRequestToken=version,
-            VersionStages=[STAGED],
-            **payload,
-        )
+    def _get(
+        self, path: str, name: str, subject: str = "such version", **where: str
+    ) -> dict[str, Any]:
+        return self._call("get_secret_value", path, subject, SecretId=name, **where)
+
+    def _put(
+        self,
+        path: str,
+        name: str,
+        version: str,
+        payload: Mapping[str, Any],
+        label: str,
+    ) -> dict[str, Any]:
+        """Put `version` with one label; PreconditionFailed if its id holds
+        another value already."""
+        params: dict[str, Any] = {
+            "ClientRequestToken": version,
+            "VersionStages": [label],
+        }
+        return self._call("put_secret_value", path, SecretId=name, **params, **payload)
 
     def _move_current(
         self, path: str, name: str, version: str, current: str | None
@@ -528,11 +518,8 @@ class AwsBackend:
         """Swap AWSCURRENT from `current` to `version`; False if `current` lost it."""
         if version == current:
             return True
-        params = {"VersionStage": "AWSCURRENT", "MoveToVersionId": version}
-        if current is not None:
-            params["RemoveFromVersionId"] = current
         try:
-            self._call("update_secret_version_stage", path, SecretId=name, **params)
+            self._relabel(path, name, "AWSCURRENT", to=version, away=current)
         except (InvalidRequest, Conflict):
             now = self._describe(path, name).current
             if now == version:
@@ -542,26 +529,29 @@ class AwsBackend:
             return False
         return True
 
-    def _label(self, path: str, name: str, version: str, label: str) -> None:
-        self._call(
-            "update_secret_version_stage",
-            path,
-            SecretId=name,
-            VersionStage=label,
-            MoveToVersionId=version,
-        )
+    def _relabel(
+        self,
+        path: str,
+        name: str,
+        label: str,
+        *,
+        to: str | None = None,
+        away: str | None = None,
+    ) -> None:
+        """Move `label` onto `to` and, atomically, off `away`, where it must be.
 
-    def _unlabel(self, path: str, name: str, version: str, label: str) -> None:
+        With `away` only, a label already gone is fine: it moved on by itself.
+        """
+        params = {"SecretId": name, "VersionStage": label}
+        if to is not None:
+            params["MoveToVersionId"] = to
+        if away is not None:
+            params["RemoveFromVersionId"] = away
         try:
-            self._call(
-                "update_secret_version_stage",
-                path,
-                SecretId=name,
-                VersionStage=label,
-                RemoveFromVersionId=version,
-            )
+            self._call("update_secret_version_stage", path, **params)
         except (InvalidRequest, Conflict):
-            # The label already moved on to another version: nothing to remove.
+            if to is not None:
+                raise
             log.debug("aws.label.gone", backend=self.name, path=path, label=label)
 
     def _describe(self, path: str, name: str) -> _State:
@@ -588,7 +578,7 @@ class AwsBackend:
         seen: set[str] = set()
         token = None
         while True:
-            extra = {"NextToken": token} if token else {}
+            extra: dict[str, str] = {"NextToken": token} if token else {}
             response = self._call(
                 "list_secret_version_ids",
                 path,
@@ -616,7 +606,7 @@ class AwsBackend:
         return VersionInfo(version, created, stages, enabled, _binary(response))
 
     def _new(
-        self, version: str, stages: set[Stage], payload: Mapping[str, Any]
+        self, version: str, stages: Collection[Stage], payload: Mapping[str, Any]
     ) -> VersionInfo:
         created = utc(self._clock.now())
         binary = "SecretBinary" in payload
@@ -648,62 +638,70 @@ class AwsBackend:
         return response
 
 
-# Error codes AWS Secrets Manager answers, mapped most specific condition first.
+# Error codes AWS Secrets Manager answers, by the condition they report.
 # `test_aws.py` fails when the service model or the common AWS codes grow one
 # that is missing here.
 ERROR_CODES: Final[Mapping[str, type[TokenBrokerError]]] = {
-    # The service model's own errors.
-    "ResourceNotFoundException": SecretNotFound,
-    "ResourceExistsException": PreconditionFailed,
-    "InvalidRequestException": Conflict,
-    "PreconditionNotMetException": Conflict,
-    "LimitExceededException": Conflict,
-    "InvalidParameterException": InvalidRequest,
-    "InvalidNextTokenException": InvalidRequest,
-    "MalformedPolicyDocumentException": InvalidRequest,
-    "PublicPolicyException": InvalidRequest,
-    "DecryptionFailure": BackendError,
-    "EncryptionFailure": BackendError,
-    "InternalServiceError": BackendError,
-    # Errors every AWS JSON service can answer.
-    "AccessDeniedException": BackendUnauthorized,
-    "UnrecognizedClientException": BackendUnauthorized,
-    "InvalidClientTokenId": BackendUnauthorized,
-    "ExpiredTokenException": BackendUnauthorized,
-    "ExpiredToken": BackendUnauthorized,
-    "InvalidSignatureException": BackendUnauthorized,
-    "SignatureDoesNotMatch": BackendUnauthorized,
-    "IncompleteSignature": BackendUnauthorized,
-    "MissingAuthenticationToken": BackendUnauthorized,
-    "MissingAuthenticationTokenException": BackendUnauthorized,
-    "RequestExpired": BackendUnauthorized,
-    "NotAuthorized": BackendUnauthorized,
-    "OptInRequired": BackendUnauthorized,
-    "ThrottlingException": Throttled,
-    "Throttling": Throttled,
-    "ThrottledException": Throttled,
-    "TooManyRequestsException": Throttled,
-    "RequestLimitExceeded": Throttled,
-    "RequestThrottled": Throttled,
-    "RequestThrottledException": Throttled,
-    "SlowDown": Throttled,
-    "PriorRequestNotComplete": Throttled,
-    "ServiceUnavailable": BackendUnavailable,
-    "ServiceUnavailableException": BackendUnavailable,
-    "RequestTimeout": BackendUnavailable,
-    "RequestTimeoutException": BackendUnavailable,
-    "InternalFailure": BackendError,
-    "InternalError": BackendError,
-    "ValidationException": InvalidRequest,
-    "ValidationError": InvalidRequest,
-    "InvalidParameterValue": InvalidRequest,
-    "InvalidParameterCombination": InvalidRequest,
-    "MissingParameter": InvalidRequest,
-    "InvalidQueryParameter": InvalidRequest,
-    "MalformedQueryString": InvalidRequest,
-    "SerializationException": BackendError,
-    "InvalidAction": BackendError,
-    "UnknownOperationException": BackendError,
+    code: kind
+    for codes, kind in [
+        # The service model's own errors.
+        ("ResourceNotFoundException", SecretNotFound),
+        ("ResourceExistsException", PreconditionFailed),
+        (
+            "InvalidRequestException PreconditionNotMetException "
+            "LimitExceededException",
+            Conflict,
+        ),
+        (
+            "InvalidParameterException InvalidNextTokenException "
+            "MalformedPolicyDocumentException PublicPolicyException",
+            InvalidRequest,
+        ),
+        ("DecryptionFailure EncryptionFailure InternalServiceError", BackendError),
+        # Errors every AWS JSON service can answer.
+        (
+            "AccessDeniedException UnrecognizedClientException InvalidClientTokenId "
+            "ExpiredTokenException ExpiredToken InvalidSignatureException "
+            "SignatureDoesNotMatch IncompleteSignature MissingAuthenticationToken "
+            "MissingAuthenticationTokenException RequestExpired NotAuthorized "
+            "OptInRequired",
+            BackendUnauthorized,
+        ),
+        (
+            "ThrottlingException Throttling ThrottledException "
+            "TooManyRequestsException RequestLimitExceeded RequestThrottled "
+            "RequestThrottledException SlowDown PriorRequestNotComplete "
+            "BandwidthLimitExceeded ProvisionedThroughputExceededException "
+            "TransactionInProgressException EC2ThrottledException",
+            Throttled,
+        ),
+        (
+            "ServiceUnavailable ServiceUnavailableException RequestTimeout "
+            "RequestTimeoutException",
+            BackendUnavailable,
+        ),
+        (
+            "ValidationException ValidationError InvalidParameterValue "
+            "InvalidParameterCombination MissingParameter InvalidQueryParameter "
+            "MalformedQueryString",
+            InvalidRequest,
+        ),
+        (
+            "InternalFailure InternalError SerializationException InvalidAction "
+            "UnknownOperationException",
+            BackendError,
+        ),
+    ]
+    for code in codes.split()
+}
+
+_MESSAGES: Final[Mapping[type[TokenBrokerError], str]] = {
+    PreconditionFailed: "{secret} or that version already exists ({code})",
+    Conflict: "{secret} is not in a state that allows this ({code})",
+    InvalidRequest: "AWS Secrets Manager rejected the request for {secret} ({code})",
+    BackendUnauthorized: "AWS Secrets Manager refused the broker's key ({code})",
+    BackendUnavailable: "AWS Secrets Manager cannot be reached ({code})",
+    BackendError: "AWS Secrets Manager failed on {secret} ({code})",
 }
 
 # botocore's own exceptions, most specific first; the last row catches the rest.
@@ -725,8 +723,20 @@ BOTOCORE_ERRORS: Final[tuple[tuple[type[Exception], type[TokenBrokerError]], ...
     (boto.ParamValidationError, InvalidRequest),
     (boto.ValidationError, InvalidRequest),
     (boto.MissingParametersError, InvalidRequest),
+    (boto.ProfileNotFound, BackendUnauthorized),
     (boto.ChecksumError, BackendError),
     (boto.FlexibleChecksumError, BackendError),
+    # The client's own configuration (region, endpoint, retries) is unusable.
+    (boto.BaseEndpointResolverError, BackendError),
+    (boto.EndpointProviderError, BackendError),
+    (boto.InvalidConfigError, BackendError),
+    (boto.InvalidRetryConfigurationError, BackendError),
+    (boto.InvalidEndpointConfigurationError, BackendError),
+    (boto.InvalidDNSNameError, BackendError),
+    (boto.UnknownRegionError, BackendError),
+    (boto.ServiceNotInRegionError, BackendError),
+    (boto.ConfigNotFound, BackendError),
+    (boto.ConfigParseError, BackendError),
     (boto.BotoCoreError, BackendError),
 )
 
@@ -754,29 +764,14 @@ def translate(
         )
 
     if kind is SecretNotFound:
-        return SecretNotFound(
-            f"{secret} has no {subject}" if subject else f"{secret} does not exist"
-        )
+        missing = f"has no {subject}" if subject else "does not exist"
+        return SecretNotFound(f"{secret} {missing}")
     if kind is Throttled:
         return Throttled(
             f"AWS Secrets Manager is throttling requests for {secret} ({code})",
             retry_after=_retry_after(error),
         )
-    if kind is BackendUnavailable:
-        return BackendUnavailable(f"AWS Secrets Manager cannot be reached ({code})")
-    if kind is BackendUnauthorized:
-        return BackendUnauthorized(
-            f"AWS Secrets Manager refused the broker's credentials ({code})"
-        )
-    if kind is PreconditionFailed:
-        return PreconditionFailed(f"{secret} or that version already exists ({code})")
-    if kind is Conflict:
-        return Conflict(f"{secret} is not in a state that allows this ({code})")
-    if kind is InvalidRequest:
-        return InvalidRequest(
-            f"AWS Secrets Manager rejected the request for {secret} ({code})"
-        )
-    return BackendError(f"AWS Secrets Manager failed on {secret} ({code})")
+    return kind(_MESSAGES.get(kind, _MESSAGES[BackendError]).format(**locals()))
 
 
 def summarize(error: Exception) -> AwsFailure:
@@ -891,7 +886,7 @@ def _retry_after(error: Exception) -> float:
     full-jitter backoff on average."""
     response = getattr(error, "response", {})
     headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
-    attempts = response.get("ResponseMetadata", {}).get("RetryAttempts", 0) + 1
+    attempts: int = response.get("ResponseMetadata", {}).get("RetryAttempts", 0) + 1
     backoff = min(2.0**attempts, 20.0) / 2
     try:
         hinted = int(headers.get("x-amz-retry-after", "")) / 1000
@@ -913,7 +908,8 @@ def _version_id(path: str, version: str) -> str:
     return version
 
 
-def _cas_tokens(name: str, expected: str) -> list[str]:
+def cas_version_ids(name: str, expected: str) -> list[str]:
+    """The version ids a compare-and-set on `expected` tries, in order."""
     return [
         str(uuid.uuid5(_TOKENS, f"cas\0{name}\0{expected}\0{generation}"))
         for generation in range(CAS_GENERATIONS)

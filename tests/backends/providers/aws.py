@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import boto3  # type: ignore[import-untyped]
-from moto.server import ThreadedMotoServer  # type: ignore[import-untyped]
+from moto.server import ThreadedMotoServer
 
-from backends.aws import AwsBackend, AwsConfig, connect, make_client
+from backends.aws import AwsBackend, AwsConfig, make_client
 from service.clock import SystemClock
 
 REGION = "eu-west-1"
@@ -54,9 +54,22 @@ class Provider:
         """A client like the backend's, for arranging state behind its back."""
         return make_client(config or self.config(), self.session())
 
-    def new_backend(self, **options: Any) -> AwsBackend:
-        return connect(
-            "aws", self.config(**options), clock=SystemClock(), session=self.session()
+    def new_backend(
+        self,
+        config: AwsConfig | None = None,
+        *,
+        client: Any = None,
+        abandoned_after: float = 60.0,
+    ) -> AwsBackend:
+        """A backend with a prefix of its own, or the one `config` names."""
+        config = config or self.config()
+        return AwsBackend(
+            "aws",
+            client=client or self.client(config),
+            clock=SystemClock(),
+            name_prefix=config.name_prefix,
+            max_value_bytes=config.max_value_bytes,
+            abandoned_after=abandoned_after,
         )
 
     def stop(self) -> None:
