@@ -7,39 +7,41 @@ are our own `ClientRequestToken`s. Reads always name the stage or the version:
 an unnamed read answers whatever the store calls its default version, which
 lags behind label moves on emulators.
 
-Writing current. Every new current version is first put with the scratch label
-TBSTAGED (AWS refuses a version without labels, and would otherwise attach
-AWSCURRENT), then made current with `UpdateSecretVersionStage(AWSCURRENT,
-MoveToVersionId=new, RemoveFromVersionId=old)`. AWS fails that call when `old`
-no longer holds AWSCURRENT, so the move is an atomic conditional swap, and AWS
-moves AWSPREVIOUS to `old` in the same step. A plain write retries the swap on
-top of whoever won; a compare-and-set gives up with PreconditionFailed.
+Writing current. A new version is first put with the scratch label TBSTAGED (a
+put needs a label, and without one AWS would attach AWSCURRENT at once), then
+swapped in with `UpdateSecretVersionStage(AWSCURRENT, MoveToVersionId=new,
+RemoveFromVersionId=old)`. AWS fails that call unless `old` still holds
+AWSCURRENT, so it is an atomic conditional swap, and it moves AWSPREVIOUS to
+`old` in the same step. A plain write retries the swap on top of whoever won; a
+compare-and-set gives up with PreconditionFailed. Either clears a stray
+AWSPENDING, so a half-finished rotation cannot later promote over it.
 
-Compare-and-set. AWS has no conditional put, so two writers on the same base
-could each create a version and only one could win the swap, leaving the other
-version behind. To avoid that, a compare-and-set without an idempotency key uses
-a version id derived from (secret, expected version): the second writer's put
-collides with the first one's version and AWS refuses it (ResourceExists) before
-anything is created. Should the first writer die between its put and its swap,
-its version blocks the base; once it is older than `abandoned_after` seconds by
-the server's clock, the next writer moves on to the next derived id. A stale
-compare-and-set that did create a version (a race with a plain write) removes
-its scratch label, so nothing labelled dangles; the unlabelled version is
-"deprecated" and AWS purges it in time.
+Compare-and-set. AWS has no conditional put: two writers on one base could each
+create a version and only one win the swap. So a compare-and-set without an
+idempotency key uses a version id derived from (secret, expected version); the
+second writer's put collides with the first one's version and AWS refuses it
+(ResourceExists) before anything is created. Should the first writer die between
+put and swap, its version blocks the base until it is `abandoned_after` seconds
+old by the server's clock; the next writer then moves on to the next derived
+id. A compare-and-set that loses its swap to a plain write removes its scratch
+label, so nothing labelled dangles (AWS purges unlabelled versions in time). A
+pending write checks its expected version first, not atomically: a pending
+version changes no reader. AWS makes a secret's first version current, even one
+written as pending.
 
-Disabling. AWS cannot disable one version. Disabling removes every staging label
-from the version, so no stage reaches it, and records it in a secret tag
-`tokenbroker:disabled:<version>`; a read by version id of an unlabelled version
-checks that tag and answers VersionDisabled. Enabling removes the tag, but the
-labels stay off. The current version cannot be disabled (AWS cannot take
-AWSCURRENT off a version without moving it): write or promote another first.
+Disabling. AWS cannot disable one version. Disabling takes every staging label
+off the version, so no stage reaches it, and records it in the secret's tag
+`tokenbroker:disabled:<version>`; a read by id of an unlabelled version checks
+the tags and answers VersionDisabled. Enabling removes the tag; the labels stay
+off. The current version cannot be disabled (AWS cannot take AWSCURRENT off
+without moving it): write or promote another one first.
 
 Throttling is botocore's "standard" retry mode: exponential backoff with full
-jitter, `x-amz-retry-after` honoured, at most `max_attempts` tries per call, and
-a client-wide retry quota that stops retry storms. When it gives up the broker
-answers Throttled. Errors are translated in `translate` only; messages are built
-from the error code and the path, never from botocore's text, which can echo
-request parameters.
+jitter, `x-amz-retry-after` honoured, at most `max_attempts` tries per call and a
+client-wide retry quota against retry storms; then the broker answers Throttled.
+Errors are translated in `translate` only, from the error code and the path;
+botocore's own text can echo request parameters and is never quoted, and its
+DEBUG logs of request and response bodies are filtered out.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ import binascii
 import functools
 import hashlib
 import json
+import logging
 import re
 import uuid
 from collections.abc import Collection, Iterator, Mapping
@@ -108,6 +111,7 @@ LABELS: Final[Mapping[Stage, str]] = {
 STAGES: Final = {label: stage for stage, label in LABELS.items()}
 STAGED: Final = "TBSTAGED"
 DISABLED_TAG: Final = "tokenbroker:disabled:"
+PRUNE_TAGS_AT: Final = 40
 WRITE_ATTEMPTS: Final = 5
 CAS_GENERATIONS: Final = 3
 MAX_PAGE: Final = 100
@@ -124,8 +128,8 @@ class AwsConfig(BaseModel):
 
     type: Literal["aws"]
     region: str = Field(min_length=1)
-    endpoint_url: str | None = None
-    sts_endpoint_url: str | None = None
+    endpoint_url: str | None = Field(default=None, pattern=r"^https?://")
+    sts_endpoint_url: str | None = Field(default=None, pattern=r"^https?://")
     role_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:iam::")
     external_id: str | None = Field(default=None, min_length=2, max_length=1224)
     role_session_name: str = Field(default="tokenbroker", pattern=r"^[\w+=,.@-]{2,64}$")
@@ -286,6 +290,8 @@ class AwsBackend:
                 "the current version, so write or promote another one first"
             )
         else:
+            if len(state.disabled) >= PRUNE_TAGS_AT:
+                self._prune_disabled_tags(path, name, state.disabled)
             tags = [{"Key": tag, "Value": "true"}]
             self._call("tag_resource", path, SecretId=name, Tags=tags)
             for label in sorted(labels or ()):
@@ -353,7 +359,12 @@ class AwsBackend:
         return SecretPage(items, _encode_page_token(full, next_token, seen))
 
     def check(self) -> None:
-        self._call("list_secrets", None, MaxResults=1)
+        try:
+            self._call("list_secrets", None, MaxResults=1)
+        except Throttled:
+            # An answer, even "slow down", proves the store is reachable; calling
+            # a throttled store unready would only move its load elsewhere.
+            return
 
     def close(self) -> None:
         self._client.close()
@@ -397,6 +408,7 @@ class AwsBackend:
                     continue
             self._put(path, name, version, payload, STAGED)
             if self._move_current(path, name, version, state.current):
+                self._end_rotation(path, name, state)
                 return self._new(version, {Stage.CURRENT}, payload)
         raise Conflict(f"secret {path!r} is being written concurrently; try again")
 
@@ -423,11 +435,12 @@ class AwsBackend:
                 log.warning("aws.cas.abandoned", backend=self.name, path=path)
                 continue
             if self._move_current(path, name, version, expected):
+                self._end_rotation(path, name, state)
                 return self._new(version, {Stage.CURRENT}, payload)
             self._relabel(path, name, STAGED, away=version)
-            state = self._describe(path, name)
+            now = self._describe(path, name).current
             raise PreconditionFailed(
-                f"secret {path!r} is at version {state.current}, not {expected}"
+                f"secret {path!r} is at version {now}, not {expected}"
             )
         raise Conflict(
             f"secret {path!r}: earlier writes on version {expected} were abandoned; "
@@ -458,6 +471,23 @@ class AwsBackend:
         response = self._put(path, name, version, payload, "AWSPENDING")
         stages = _stages(response.get("VersionStages", ())) or {Stage.PENDING}
         return self._new(version, stages, payload)
+
+    def _prune_disabled_tags(
+        self, path: str, name: str, disabled: frozenset[str]
+    ) -> None:
+        """Drop the tags of disabled versions AWS has since purged: a secret
+        holds at most 50 tags, and unlabelled versions do not live for ever."""
+        gone = disabled - self._version_ids(path, name)
+        if gone:
+            keys = sorted(DISABLED_TAG + version for version in gone)
+            self._call("untag_resource", path, SecretId=name, TagKeys=keys)
+
+    def _end_rotation(self, path: str, name: str, before: _State) -> None:
+        """An explicit new current value ends a half-finished rotation: its
+        pending version must not be promoted over this one later (case C01)."""
+        for version, labels in before.labels.items():
+            if "AWSPENDING" in labels:
+                self._relabel(path, name, "AWSPENDING", away=version)
 
     def _earlier(self, path: str, name: str, version: str) -> VersionInfo | None:
         """The version an earlier write with the same idempotency key made."""
@@ -789,6 +819,7 @@ def summarize(error: Exception) -> AwsFailure:
 def make_client(config: AwsConfig, session: Any = None) -> Any:
     """A Secrets Manager client for `config`; the default credential chain unless
     a `boto3.Session` is given, and the assumed role on top when configured."""
+    _keep_bodies_out_of_logs()
     session = session or boto3.Session()
     if config.role_arn is not None:
         session = _assume_role(session, config)
@@ -864,6 +895,22 @@ def _assume_role(source: Any, config: AwsConfig) -> Any:
     resolver = assumed.get_component("credential_provider")
     resolver.insert_before("env", _AssumedRole(fetcher))
     return boto3.Session(botocore_session=assumed, region_name=config.region)
+
+
+class _NoWireDebug(logging.Filter):
+    """Drops botocore's DEBUG records, which print request and response bodies."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.DEBUG
+
+
+def _keep_bodies_out_of_logs() -> None:
+    """botocore logs every request's parameters and every response body at DEBUG,
+    values included; those two loggers never pass DEBUG once a client exists."""
+    for name in ("botocore.endpoint", "botocore.parsers"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(item, _NoWireDebug) for item in logger.filters):
+            logger.addFilter(_NoWireDebug())
 
 
 def _log_failure(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import random
 import socket
 import threading
@@ -462,6 +463,35 @@ def test_error_messages_and_traces_never_quote_botocore_text(
     assert isinstance(refused.value.__cause__, AwsFailure)
 
 
+def test_botocore_debug_logging_never_shows_a_value(
+    backend: AwsBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    """botocore prints bodies at DEBUG; the backend keeps them out (case C17)."""
+    canary = "canary-value-0e7b44"
+    caplog.set_level(logging.DEBUG, logger="botocore")
+
+    write(backend, "app/db", canary.encode())
+    backend.read("app/db")
+
+    assert any(r.name.startswith("botocore") for r in caplog.records)
+    assert canary not in caplog.text
+
+
+def test_throttled_store_still_passes_its_check(provider: Provider) -> None:
+    """An answer, even "slow down", proves the store is reachable."""
+    config = provider.config(max_attempts=1)
+    client = provider.client(config)
+    backend = provider.new_backend(config, client=client)
+    on(
+        client,
+        "before-send",
+        "ListSecrets",
+        lambda **_: aws_error("ThrottlingException", "Rate exceeded"),
+    )
+
+    backend.check()
+
+
 def test_secret_scheduled_for_deletion_reads_as_deleted(
     backend: AwsBackend, client: Any, config: AwsConfig
 ) -> None:
@@ -502,6 +532,23 @@ def test_disabling_takes_every_label_off_and_reads_answer_disabled(
     with pytest.raises(VersionDisabled):
         backend.read("app/db", version=first)
     assert [v.enabled for v in backend.versions("app/db")] == [False, True]
+
+
+def test_disabling_prunes_tags_of_versions_aws_has_purged(
+    backend: AwsBackend, client: Any, config: AwsConfig
+) -> None:
+    """A secret holds at most 50 tags; those of purged versions are dropped."""
+    first = write(backend, "app/db", b"one")
+    write(backend, "app/db", b"two")
+    name = config.name_prefix + "app/db"
+    purged = [f"{index:036d}" for index in range(aws.PRUNE_TAGS_AT)]
+    tags = [{"Key": aws.DISABLED_TAG + v, "Value": "true"} for v in purged]
+    client.tag_resource(SecretId=name, Tags=tags)
+
+    backend.set_enabled("app/db", first, False)
+
+    left = client.describe_secret(SecretId=name).get("Tags", [])
+    assert [tag["Key"] for tag in left] == [aws.DISABLED_TAG + first]
 
 
 def test_current_version_cannot_be_disabled(backend: AwsBackend) -> None:
@@ -595,6 +642,20 @@ def test_promote_takes_pending_off_a_version_already_current(
 
     with pytest.raises(SecretNotFound):
         backend.read("fresh", stage=Stage.PENDING)
+
+
+def test_new_current_value_clears_a_stray_pending_version(
+    backend: AwsBackend,
+) -> None:
+    """Case C01(e): an admin's write ends a rotation that failed half-way."""
+    write(backend, "app/db", b"one")
+    write(backend, "app/db", b"stray", stage=Stage.PENDING)
+
+    admin = write(backend, "app/db", b"admin")
+
+    assert backend.read("app/db").version == admin
+    with pytest.raises(SecretNotFound):
+        backend.read("app/db", stage=Stage.PENDING)
 
 
 def test_keyed_write_replayed_after_later_writes_answers_the_first(
