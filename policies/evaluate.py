@@ -178,6 +178,10 @@ class Policy:
         """The declaration of `secret_name`, or None when no document declares it."""
         return self._bindings.get(secret_name)
 
+    def declarations(self) -> dict[str, SecretDeclaration]:
+        """Every declared secret and its declaration (a copy)."""
+        return dict(self._bindings)
+
     def decide(self, service: str, action: Action | str, secret_name: str) -> Decision:
         """Whether `service` may do `action` on the secret `secret_name`.
 

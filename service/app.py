@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
 from service.broker import Broker
 from service.http import BodyLimit, RequestLog, install_error_handlers
-from service.routers import health, oauth, policies, secrets, services
+from service.routers import (
+    health,
+    metrics,
+    oauth,
+    policies,
+    rotation,
+    secrets,
+    services,
+)
 
 # Room for JSON escaping and base64 around a value at the size limit; the value
 # itself is measured after decoding.
@@ -21,10 +32,13 @@ def create_app(broker: Broker) -> FastAPI:
         version="0.1.0",
         docs_url=None,
         redoc_url=None,
+        lifespan=_lifespan,
     )
     app.state.broker = broker
     install_error_handlers(app)
-    for module in (oauth, secrets, policies, services, health):
+    # rotation first: its `secrets/{name}/rotate|consumers` routes would
+    # otherwise be taken for secret names by the secrets router.
+    for module in (oauth, rotation, secrets, policies, services, health, metrics):
         app.include_router(module.router)
     body_limit = max(
         MIN_BODY_LIMIT, broker.settings.max_secret_bytes * BODY_OVERHEAD_FACTOR
@@ -32,3 +46,14 @@ def create_app(broker: Broker) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=body_limit)
     app.add_middleware(RequestLog)
     return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Run the broker's background work (rotation) while the app serves."""
+    broker: Broker = app.state.broker
+    broker.rotation.start()
+    try:
+        yield
+    finally:
+        broker.rotation.stop()

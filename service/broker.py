@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import structlog
+from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
 from backends import registry
@@ -22,6 +23,7 @@ from service.environment import Environment
 from service.errors import ConfigurationError, NotFound
 from service.keys import KeyRing
 from service.policy_store import PolicyStore
+from service.rotation.service import RotationService
 from service.secret_access import SecretAccess
 from service.store.database import open_store
 from service.tokens import TokenAuthority
@@ -54,6 +56,17 @@ class Broker:
         )
         names = _served(settings, only_env)
         self.environments = {name: self._build_environment(name) for name in names}
+        self.metrics = CollectorRegistry()
+        self.rotation = RotationService(
+            engine=self.engine,
+            environments=self.environments,
+            settings=settings.rotation,
+            webhooks=settings.webhooks,
+            clock=self.clock,
+            registry=self.metrics,
+            secrets=self.secrets,
+            source=self.public_url,
+        )
         if settings.policies_dir is not None:
             self.load_policy_folder(settings.policies_dir)
         log.info("broker_ready", environments=sorted(self.environments))
@@ -88,6 +101,7 @@ class Broker:
             log.info("policy_folder_loaded", env=environment.name, documents=applied)
 
     def close(self) -> None:
+        self.rotation.stop()
         for environment in self.environments.values():
             for backend in environment.backends.values():
                 backend.close()

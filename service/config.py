@@ -29,6 +29,7 @@ from pydantic_settings import (
 )
 
 from service.errors import ConfigurationError
+from service.rotation.settings import RotationSettings, WebhookTarget
 
 ENV_PREFIX = "TOKENBROKER_"
 ENVIRONMENT_NAME = re.compile(r"[a-z][a-z0-9-]{0,31}")
@@ -74,6 +75,9 @@ class Settings(BaseSettings):
     token_ttl_seconds: int = Field(default=300, ge=10, le=86400)
     policies_dir: Path | None = None
     dev_mode: bool = False
+    rotation: RotationSettings = Field(default_factory=RotationSettings)
+    # Rotation events as signed CloudEvents; see service/rotation/settings.py.
+    webhooks: tuple[WebhookTarget, ...] = ()
 
     @field_validator("environments")
     @classmethod

@@ -11,6 +11,7 @@ kept for a few seconds at most, and dropped when this process writes the secret.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -51,6 +52,9 @@ class SecretAccess:
         cache_size: int = 10_000,
     ) -> None:
         self.max_value_bytes = max_value_bytes
+        # Called on every successful read with (env, secret, version, service);
+        # each must be O(1) and must not block (rotation's consumer tracking).
+        self.read_observers: list[Callable[[str, str, str, str], None]] = []
         self._lock = threading.Lock()
         self._cache: TTLCache[tuple[str, str, str], SecretVersion] | None = None
         if cache_seconds > 0:
@@ -73,16 +77,17 @@ class SecretAccess:
             self.authorize(environment, principal, Action.ROTATE, name)
 
         key = (environment.name, name, f"v{version}" if version else str(stage))
-        cached = self._cache.get(key) if self._cache is not None else None
-        if cached is not None:
-            return cached
-        location = environment.locate(name)
-        found = await run_in_threadpool(
-            location.backend.read, location.path, version=version, stage=stage
-        )
-        if self._cache is not None:
-            with self._lock:
-                self._cache[key] = found
+        found = self._cache.get(key) if self._cache is not None else None
+        if found is None:
+            location = environment.locate(name)
+            found = await run_in_threadpool(
+                location.backend.read, location.path, version=version, stage=stage
+            )
+            if self._cache is not None:
+                with self._lock:
+                    self._cache[key] = found
+        for observe in self.read_observers:
+            observe(environment.name, name, found.version, principal.service)
         return found
 
     async def write(
