@@ -166,10 +166,11 @@ class RotationStore:
         query = (
             select(steps_table)
             .where(steps_table.c.rotation_id == rotation_id)
-            .order_by(steps_table.c.started_at)
         )
         with self.engine.connect() as connection:
             rows = connection.execute(query).all()
+        order = list(Step)
+        rows = sorted(rows, key=lambda row: order.index(Step(row.step)))
         return [
             StepRecord(
                 row.step,
