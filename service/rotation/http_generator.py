@@ -29,7 +29,12 @@ import structlog
 from service.errors import BackendError, BackendUnavailable, InvalidRequest
 from service.rotation.generators import Minted, RotationContext
 from service.rotation.settings import GeneratorEndpoint, RotationSettings
-from service.rotation.signing import SIGNATURE_HEADER, load_key, signature
+from service.rotation.signing import (
+    SIGNATURE_HEADER,
+    load_key,
+    signature,
+    tls_verify,
+)
 from service.sensitive import Sensitive
 
 log = structlog.get_logger(__name__)
@@ -62,7 +67,7 @@ class HttpGenerator:
         self._client = httpx.Client(
             base_url=endpoint.url,
             timeout=endpoint.timeout_seconds,
-            verify=str(endpoint.ca_file) if endpoint.ca_file else True,
+            verify=tls_verify(endpoint.ca_file),
             transport=transport,
             trust_env=False,
         )

@@ -163,10 +163,7 @@ class RotationStore:
         return None if row is None else _rotation(row)
 
     def steps(self, rotation_id: str) -> list[StepRecord]:
-        query = (
-            select(steps_table)
-            .where(steps_table.c.rotation_id == rotation_id)
-        )
+        query = select(steps_table).where(steps_table.c.rotation_id == rotation_id)
         with self.engine.connect() as connection:
             rows = connection.execute(query).all()
         order = list(Step)

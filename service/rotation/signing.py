@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ssl
 from pathlib import Path
 
 from service.errors import ConfigurationError
@@ -45,3 +46,10 @@ def load_key(path: Path, setting: str) -> Sensitive:
     if len(data) < 16:
         raise ConfigurationError(f"{setting}: the key must be at least 16 bytes")
     return Sensitive(data)
+
+
+def tls_verify(ca_file: Path | None) -> ssl.SSLContext | bool:
+    """What httpx should verify servers with: a private CA, or the system's."""
+    if ca_file is None:
+        return True
+    return ssl.create_default_context(cafile=str(ca_file))

@@ -20,7 +20,12 @@ import structlog
 
 from service.clock import Clock
 from service.rotation.settings import WebhookTarget
-from service.rotation.signing import SIGNATURE_HEADER, load_key, signature
+from service.rotation.signing import (
+    SIGNATURE_HEADER,
+    load_key,
+    signature,
+    tls_verify,
+)
 from service.sensitive import Sensitive
 
 log = structlog.get_logger(__name__)
@@ -43,15 +48,18 @@ class _Delivery:
 
 
 class _Target:
-    def __init__(self, config: WebhookTarget, index: int) -> None:
+    def __init__(
+        self, config: WebhookTarget, index: int, transport: httpx.BaseTransport | None
+    ) -> None:
         self.config = config
         self.key: Sensitive = load_key(
             config.hmac_key_file, f"webhooks[{index}].hmac_key_file"
         )
         self.client = httpx.Client(
             timeout=config.timeout_seconds,
-            verify=str(config.ca_file) if config.ca_file else True,
+            verify=tls_verify(config.ca_file),
             trust_env=False,
+            transport=transport,
         )
 
     def wants(self, event_type: str, env: str) -> bool:
@@ -71,8 +79,11 @@ class WebhookDispatcher:
         *,
         backoff_seconds: float = BACKOFF_SECONDS,
         max_attempts: int = MAX_ATTEMPTS,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self._targets = [_Target(config, i) for i, config in enumerate(targets)]
+        self._targets = [
+            _Target(config, index, transport) for index, config in enumerate(targets)
+        ]
         self._clock = clock
         self._backoff = backoff_seconds
         self._max_attempts = max_attempts
