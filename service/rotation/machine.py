@@ -211,6 +211,7 @@ class RotationMachine:
 
         attempts = rotation.test_attempts + 1
         window = self.settings.test_window_seconds
+        now = self.clock.now()  # the test itself may have taken a while
         if now - started >= window:
             return self._diverged(rotation.replace(test_attempts=attempts), window)
         delay = min(
