@@ -3,6 +3,10 @@
 It assembles the rotation parts for a broker process, checks authorization
 for the API (a rotation is read or started only by a principal whose token and
 policy allow it on the secret), and starts and stops the background work.
+
+TODO: a privileged "refresh now" call (case C07) that drops a secret's cached
+versions in every process; today other processes see a rotation once their
+read cache entry expires (5 s), which bounds staleness well below any grace.
 """
 
 from __future__ import annotations

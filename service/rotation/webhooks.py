@@ -1,7 +1,11 @@
 """Webhooks: rotation events as CloudEvents (structured JSON), HMAC-signed.
 
 Deliveries wait in a bounded in-memory queue and are retried with exponential
-backoff until they succeed or run out of attempts. `deliver_due` sends what is
+backoff until they succeed or run out of attempts.
+
+TODO: keep the queue in the store (an outbox) so deliveries survive a restart;
+until then a crash loses undelivered events, while the rotation records and
+the log still say what happened. `deliver_due` sends what is
 due now by the clock; a background thread calls it, tests call it directly.
 """
 
