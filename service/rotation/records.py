@@ -22,9 +22,14 @@ from sqlalchemy import Connection, Engine, Row, and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from service.clock import Clock, utc
+from service.rotation.step_log import Step, StepLog, StepRecord
 from service.store.rotation_tables import rotation_secrets as secrets_table
-from service.store.rotation_tables import rotation_steps as steps_table
 from service.store.rotation_tables import rotations as table
+
+__all__ = [
+    "HOLDING", "RUNNABLE", "LeaseLost", "Opened", "Rotation", "RotationStore",
+    "SlotClaim", "State", "Step", "StepRecord",
+]  # fmt: skip
 
 
 class State(StrEnum):
@@ -36,16 +41,6 @@ class State(StrEnum):
     GRACE = "grace"
     COMPLETED = "completed"
     ABANDONED = "abandoned"
-
-
-class Step(StrEnum):
-    """The steps of a rotation, in order."""
-
-    CREATE = "create"
-    SET = "set"
-    TEST = "test"
-    FINISH = "finish"
-    RETIRE = "retire"
 
 
 HOLDING = frozenset({State.RUNNING, State.RETRYING, State.NEEDS_ATTENTION})
@@ -97,18 +92,6 @@ class Rotation:
 
 
 @dataclass(frozen=True, slots=True)
-class StepRecord:
-    """What happened in one step of a rotation."""
-
-    step: str
-    started_at: float
-    finished_at: float | None
-    runs: int
-    outcome: str
-    error: str | None
-
-
-@dataclass(frozen=True, slots=True)
 class SlotClaim:
     """Move a schedule from `slot` to `next_slot`, if nobody did it first."""
 
@@ -126,7 +109,7 @@ class Opened:
     created: bool
 
 
-class RotationStore:
+class RotationStore(StepLog):
     """Reads and writes rotation records, schedules and step logs."""
 
     def __init__(self, engine: Engine, clock: Clock) -> None:
@@ -161,24 +144,6 @@ class RotationStore:
         with self.engine.connect() as connection:
             row = connection.execute(query).first()
         return None if row is None else _rotation(row)
-
-    def steps(self, rotation_id: str) -> list[StepRecord]:
-        query = select(steps_table).where(steps_table.c.rotation_id == rotation_id)
-        with self.engine.connect() as connection:
-            rows = connection.execute(query).all()
-        order = list(Step)
-        rows = sorted(rows, key=lambda row: order.index(Step(row.step)))
-        return [
-            StepRecord(
-                row.step,
-                row.started_at.timestamp(),
-                row.finished_at.timestamp() if row.finished_at else None,
-                row.runs,
-                row.outcome,
-                row.error,
-            )
-            for row in rows
-        ]
 
     def open(
         self,
@@ -336,39 +301,6 @@ class RotationStore:
                 update(table)
                 .where(table.c.id == rotation_id, table.c.lease_owner == owner)
                 .values(lease_owner=None, lease_until=None)
-            )
-
-    def begin_step(self, rotation_id: str, step: Step) -> None:
-        """Record that `step` starts (again) now, before it runs."""
-        now = utc(self.clock.now())
-        statement = self._insert(steps_table).values(
-            rotation_id=rotation_id, step=step.value, started_at=now, runs=1,
-            outcome="running",
-        )  # fmt: skip
-        statement = statement.on_conflict_do_update(
-            index_elements=["rotation_id", "step"],
-            set_={
-                "runs": steps_table.c.runs + 1,
-                "outcome": "running",
-                "finished_at": None,
-                "error": None,
-            },
-        )
-        with self.engine.begin() as connection:
-            connection.execute(statement)
-
-    def end_step(
-        self, rotation_id: str, step: Step, outcome: str, error: str | None = None
-    ) -> None:
-        """Record how the latest run of `step` ended."""
-        with self.engine.begin() as connection:
-            connection.execute(
-                update(steps_table)
-                .where(
-                    steps_table.c.rotation_id == rotation_id,
-                    steps_table.c.step == step.value,
-                )
-                .values(outcome=outcome, error=error, finished_at=utc(self.clock.now()))
             )
 
     def runnable(self, limit: int = 100) -> list[str]:
