@@ -9,6 +9,7 @@ bad secret.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from typing import TypeVar
@@ -58,7 +59,7 @@ class RotationWorker:
         for rotation_id in self._phase("find", self.store.runnable) or []:
             if self._stop.is_set():
                 return
-            self._phase("run", lambda rid=rotation_id: self.machine.run(rid))
+            self._phase("run", functools.partial(self.machine.run, rotation_id))
         self._phase("retire", self.retirement.retire_due)
         if self.clock.now() >= self._next_flush:
             self._next_flush = self.clock.now() + self.settings.consumer_flush_seconds
