@@ -1,39 +1,37 @@
 """The `vault` backend: HashiCorp Vault or OpenBao KV version 2, through hvac.
 
-URLs. The configured `mount` is checked against the server once
-(`sys/internal/ui/mounts/{mount}`, which needs no sudo): it must be a KV mount
-of version 2 and exactly the mount Vault resolves the name to (longest prefix),
-so `team/kv` works and `team/kv/app` is refused with the right split. Each
-operation then builds one URL, `{mount}/{data|metadata|delete|undelete}/
-{path_prefix}{path}`; a path that starts with `data/` or `metadata/` is refused
-with a message naming the mistake (case C20). `namespace` goes into the
+URLs (case C20). The configured `mount` is checked against the server once
+(`sys/internal/ui/mounts/{mount}`, which needs no sudo): it must be exactly the
+mount Vault resolves the name to (longest prefix), so `team/kv` works and
+`team/kv/app` is refused with the right split, and it must be KV version 2.
+Each operation builds one URL, `{mount}/{data|metadata|delete|undelete}/
+{path_prefix}{path}`; a path starting with `data/` or `metadata/` is refused
+with a message naming the mistake. `namespace` goes into the
 `X-Vault-Namespace` header of every request, listing and metadata included.
 
-Stages. KV v2 knows versions and "latest", not stages, so the stage labels live
-in the secret's custom_metadata (`tokenbroker-current`, `-previous`,
-`-pending`) and survive restarts. Reads of current follow
-`tokenbroker-current`, never KV's latest: a pending write is the newest version
-without becoming what callers read. Disabled versions (`-disabled`) are also
-soft-deleted in KV, so they are unreadable through Vault too; reads through the
-broker answer VersionDisabled rather than VersionDeleted.
+Stages. KV v2 knows versions and "latest", not stages, so the labels live in
+the secret's custom_metadata (`tokenbroker-current`, `-previous`, `-pending`)
+and survive restarts. Reads of current follow `tokenbroker-current`, never
+KV's latest, so a pending version is the newest one without being what callers
+read. Disabled versions (`-disabled`) are also soft-deleted in KV, so Vault's
+own clients cannot read them either; the broker answers VersionDisabled.
 
-Writes and concurrency. Every data write carries KV's `cas` set to the latest
-version the writer saw, so of two writers on the same base exactly one succeeds
-(case C05a); the loser re-reads and re-checks its expected version. KV metadata
-on HashiCorp Vault has no compare-and-set, so the labels are not updated in
-the same step: each version's data records its intent (`current` or
-`pending`, binary or not, a digest of its idempotency key), and the labels hold
-`tokenbroker-applied`, the last version they account for. Anyone who finds
-newer versions than that folds their intents into the labels before deciding
-anything. The sequence of KV versions is the log; the labels are a cache of
-it, so a writer that dies between its data write and its label update loses
-nothing. Where the server offers metadata check-and-set (OpenBao's
-`metadata_cas`), label updates use it too.
+Writes and concurrency (case C05a). Every data write carries KV's `cas` set to
+the latest version the writer saw, so of two writers on the same base exactly
+one succeeds; the other re-reads and re-checks its expected version. The
+labels cannot change in the same step (HashiCorp Vault's metadata has no
+compare-and-set), so each version's data records its writer's intent (current
+or pending, binary or not, a digest of the idempotency key) and the labels
+record `tokenbroker-applied`, the last version they account for. Whoever finds
+newer versions folds their intents in before deciding anything: the versions
+are the log, the labels a cache of it, and a writer that dies between its data
+write and its label update loses nothing. Where the server offers metadata
+check-and-set (OpenBao's `metadata_cas`), label updates use it as well.
 
-What Vault cannot do that other stores can: versions beyond the mount's
-`max_versions` disappear; a disabled version is a soft-deleted one; promote and
-set_enabled race each other last-writer-wins on HashiCorp Vault (the broker
-serialises rotations of one secret, so this is safe for now).
+What Vault cannot do that other stores can: versions past the mount's
+`max_versions` disappear; "disabled" is a soft delete; idempotency keys are
+remembered for the last few writes of a secret only; on HashiCorp Vault,
+promote and set_enabled race each other last-writer-wins.
 """
 
 from __future__ import annotations
@@ -484,10 +482,12 @@ class VaultBackend:
             raise SecretNotFound(f"secret {path!r} does not exist") from None
         data = answer.get("data") or {}
         custom = dict(data.get("custom_metadata") or {})
+        now = utc(self._clock.now())
         entries = {
             int(number): _Entry(
                 _timestamp(entry.get("created_time")) or utc(0),
-                _timestamp(entry.get("deletion_time")),
+                # With delete_version_after, KV shows when a version *will* go.
+                _past(_timestamp(entry.get("deletion_time")), now),
                 bool(entry.get("destroyed")),
             )
             for number, entry in (data.get("versions") or {}).items()
@@ -507,8 +507,9 @@ class VaultBackend:
 
     def _fold(self, secret: _Secret, known: Mapping[int, _Intent]) -> None:
         unapplied = [n for n in secret.live() if n > secret.labels.applied]
-        # TODO: a secret written outside the broker is folded on every read
-        # until the broker writes it; bounded by FOLD_LIMIT data reads.
+        # TODO: store labels on read too; until then a secret written only
+        # outside the broker costs up to FOLD_LIMIT extra data reads per read,
+        # which is slower but never wrong.
         labels = secret.labels
         for number in unapplied[-FOLD_LIMIT:]:
             intent = known.get(number)
@@ -542,6 +543,9 @@ class VaultBackend:
             (key, value) for key, value in secret.labels.render(live).items() if value
         )
         body: dict[str, Any] = {"custom_metadata": custom}
+        # TODO: HashiCorp Vault has no metadata check-and-set, so on it two
+        # promote or set_enabled calls on one secret are last-writer-wins; the
+        # rotation engine must not run two rotations of one secret at once.
         if secret.metadata_version is not None:
             body["metadata_cas"] = secret.metadata_version
         try:
@@ -579,6 +583,10 @@ class VaultBackend:
             data = answer.get("data") or {}
             found = str(data.get("path", "")).strip("/")
             version = str((data.get("options") or {}).get("version", "1"))
+            if not found:
+                raise ConfigurationError(
+                    f"{self.name}.mount: {mount!r} is not a mount of this server"
+                )
             if found != mount:
                 raise ConfigurationError(
                     f"{self.name}.mount: {mount!r} lies inside the mount {found!r}; "
@@ -772,6 +780,10 @@ def _timestamp(raw: object) -> datetime | None:
         return datetime.fromisoformat(raw)
     except ValueError:
         return None
+
+
+def _past(moment: datetime | None, now: datetime) -> datetime | None:
+    return moment if moment is not None and moment <= now else None
 
 
 def _text(number: int | None) -> str:

@@ -312,7 +312,8 @@ class VaultSession:
 
     def _renew(self, grant: _Grant) -> _Grant:
         if not grant.renewable:
-            return self._login("not_renewable")
+            remaining = grant.since + grant.ttl - self._clock.now()
+            return self._replace(grant, remaining)
         increment = int(grant.requested_ttl)
         try:
             answer = self._send(
@@ -339,11 +340,13 @@ class VaultSession:
         return replace(grant, ttl=granted, since=self._clock.now())
 
     def _replace(self, grant: _Grant, granted: float) -> _Grant:
-        """A fresh login after a capped renewal, or the capped grant if none."""
+        """A fresh login for a token that cannot be renewed in full.
+
+        With a token file the broker cannot log in: it reloads the file and,
+        while nobody has replaced the token, keeps what is left of it.
+        """
         auth = self._auth
         if isinstance(auth, TokenAuth):
-            # The broker cannot log in with a static token; whoever writes the
-            # file (an agent, an operator) has to replace it before it expires.
             token = self._load_token_file(auth)
             if token.equals(grant.token):
                 log.warning(
@@ -352,7 +355,7 @@ class VaultSession:
                     expires_in=granted,
                 )
                 return replace(grant, ttl=granted, since=self._clock.now())
-        return self._login("capped")
+        return self._login("capped" if grant.renewable else "not_renewable")
 
     def _load_token_file(self, auth: TokenAuth) -> Sensitive:
         try:

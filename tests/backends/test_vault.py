@@ -381,6 +381,41 @@ def test_oversized_value_is_refused_before_writing(vault: Provider) -> None:
         backend.read("s")
 
 
+def test_listing_walks_nested_folders_in_path_order_across_pages(
+    vault: Provider,
+) -> None:
+    """Folders are walked depth first in code point order; pages never repeat."""
+    backend = vault.new_backend()
+    names = ["a/b/c", "a/b/d/e", "a/b0", "a-b", "a0", "b"]
+    for name in names:
+        put(backend, name, b"x")
+
+    seen: list[str] = []
+    token = None
+    for _page in range(20):
+        page = backend.list("a", page_size=2, page_token=token)
+        seen.extend(item.path for item in page.items)
+        token = page.next_token
+        if token is None:
+            break
+
+    assert seen == ["a-b", "a/b/c", "a/b/d/e", "a/b0", "a0"]
+
+
+def test_logs_and_errors_never_show_the_token(vault: Provider) -> None:
+    """Case C17: the token appears in no log event, error or repr."""
+    backend = vault.new_backend()
+
+    with structlog.testing.capture_logs() as logs:
+        put(backend, "s", b"x")
+        with pytest.raises(SecretNotFound) as missing:
+            backend.read("never")
+
+    shown = repr(logs) + str(missing.value) + repr(backend) + repr(backend._vault)
+    assert logs
+    assert vault.root_token not in shown
+
+
 # Namespaces (case C29).
 
 
@@ -399,8 +434,8 @@ def test_namespaces_keep_reads_and_listings_apart(
 ) -> None:
     """Case C29: `dev` sees only dev's `db`, and nothing lands in the root."""
     dev_name, prod_name = namespaces
-    dev = vault.new_backend(namespace=dev_name)
-    prod = vault.new_backend(namespace=prod_name, path_prefix=dev._config.path_prefix)
+    dev = vault.new_backend(namespace=dev_name, path_prefix="")
+    prod = vault.new_backend(namespace=prod_name, path_prefix="")
     put(dev, "db", b"dev-value")
     put(prod, "db", b"prod-value")
 
@@ -539,6 +574,31 @@ def test_token_never_expires_over_four_hours_of_capped_renewals(
     assert seen.count("vault.login") == 6
 
 
+def test_capped_token_file_is_reloaded_for_its_replacement(
+    vault: Provider, tmp_path: Path
+) -> None:
+    """Case C06a with a token file: a capped renewal picks up the agent's new token."""
+    create_token = {"ttl": "1h", "explicit_max_ttl": "1h", "policies": ["default"]}
+    token_file = tmp_path / "token"
+    first = vault.api("POST", "auth/token/create", create_token)["auth"]
+    token_file.write_text(first["client_token"] + "\n")
+    clock = MovableClock()
+    backend = vault.new_backend(
+        auth={"method": "token", "token_file": str(token_file)}, clock=clock
+    )
+
+    with structlog.testing.capture_logs() as logs:
+        backend._vault.request("GET", "auth/token/lookup-self")
+        let_server_age(vault, logs)
+        second = vault.api("POST", "auth/token/create", create_token)["auth"]
+        token_file.write_text(second["client_token"] + "\n")
+        clock.advance(0.67 * HOUR)
+        backend._vault.request("GET", "auth/token/lookup-self")
+
+    assert events(logs) == ["vault.login", "vault.token_renewal_capped", "vault.login"]
+    assert logs[-1]["accessor"] == second["accessor"]
+
+
 def test_revoked_token_is_replaced_by_a_fresh_login(
     vault: Provider, approle: Any
 ) -> None:
@@ -646,7 +706,7 @@ def socket_closed_port() -> Iterator[int]:
         yield port
 
 
-def test_context_free_create_builds_a_backend(vault: Provider) -> None:
+def test_registry_entry_point_builds_a_working_backend(vault: Provider) -> None:
     """The registry entry point builds a working backend from parsed config."""
     config = parse_config(
         "dev.vault",
