@@ -28,6 +28,7 @@ from policies.model import (
     SecretDeclaration,
     ServiceRules,
 )
+from policies.rates import Rate
 from policies.scopes import (
     ADMIN,
     SECRETS_PREFIX,
@@ -104,6 +105,7 @@ class _ServiceView:
     denies: list[_PatternRule] = field(default_factory=list)
     tokens: dict[str, dict[str, _Rule]] = field(default_factory=dict)
     max_ttl: int | None = None
+    rate_limit: Rate | None = None
 
 
 class Policy:
@@ -240,11 +242,17 @@ class Policy:
             scopes = _audience_scopes(view, audience, requested)
         return Grant(scopes, view.max_ttl)
 
+    def rate_limit(self, service: str) -> Rate | None:
+        """The strictest `rate_limit` any document sets for `service`, if any."""
+        view = self._views.get(service)
+        return None if view is None else view.rate_limit
+
     def statements(self, service: str) -> frozenset[str]:
         """What the policy says of `service`, one string per grant, for `diff`.
 
         `secrets:ACTION:PATTERN`, `deny:PATTERN`, `tokens:AUDIENCE:SCOPE`,
-        `admin` and `max_ttl:DURATION`; empty for an unknown service.
+        `admin`, `max_ttl:DURATION` and `rate_limit:RATE`; empty for an unknown
+        service.
         """
         view = self._views.get(service)
         if view is None:
@@ -265,6 +273,8 @@ class Policy:
             found.add(ADMIN)
         if view.max_ttl is not None:
             found.add(f"max_ttl:{format_duration(view.max_ttl)}")
+        if view.rate_limit is not None:
+            found.add(f"rate_limit:{view.rate_limit}")
         return frozenset(found)
 
     def _decide(self, service: str, action: Action, secret_name: str) -> Decision:
@@ -330,6 +340,13 @@ def _merge_service(
         view.max_ttl = min(view.max_ttl, rules.max_ttl)
     elif rules.max_ttl is not None:
         view.max_ttl = rules.max_ttl
+
+    # Several documents capping one service: the strictest cap holds.
+    if rules.rate_limit is not None and (
+        view.rate_limit is None
+        or rules.rate_limit.per_second < view.rate_limit.per_second
+    ):
+        view.rate_limit = rules.rate_limit
 
 
 def _judge(view: _ServiceView, scope: str) -> Decision:

@@ -30,6 +30,7 @@ from pydantic_core import ErrorDetails
 from policies.duration import format_duration, parse_duration
 from policies.load import load_mapping
 from policies.match import Pattern, validate_secret_name
+from policies.rates import RateField
 from policies.scopes import Action, is_broker_scope, is_scope_token
 from service.errors import InvalidRequest, PolicyInvalid
 
@@ -149,6 +150,8 @@ class ServiceRules(_Model):
     secrets: SecretRules = Field(default_factory=SecretRules)
     tokens: tuple[TokenRule, ...] = ()
     max_ttl: Duration | None = None
+    # Caps the service's requests to this environment (`100/s`); see rates.py.
+    rate_limit: RateField | None = None
 
 
 class Retire(StrEnum):

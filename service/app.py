@@ -9,11 +9,14 @@ from fastapi import FastAPI
 
 from service.broker import Broker
 from service.http import BodyLimit, RequestLog, install_error_handlers
+from service.metrics import RequestMetrics
 from service.routers import (
+    audit,
     health,
     metrics,
     oauth,
     policies,
+    policy_history,
     rotation,
     secrets,
     services,
@@ -40,10 +43,13 @@ def create_app(broker: Broker) -> FastAPI:
     # otherwise be taken for secret names by the secrets router.
     for module in (oauth, rotation, secrets, policies, services, health, metrics):
         app.include_router(module.router)
+    for module in (policy_history, audit):
+        app.include_router(module.router)
     body_limit = max(
         MIN_BODY_LIMIT, broker.settings.max_secret_bytes * BODY_OVERHEAD_FACTOR
     )
     app.add_middleware(BodyLimit, max_bytes=body_limit)
+    app.add_middleware(RequestMetrics, metrics=broker.observed)
     app.add_middleware(RequestLog)
     return app
 

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
 from backends import registry
+from service.audit import AuditLog
 from service.clock import Clock, SystemClock
 from service.config import Settings
 from service.credentials import CredentialStore
@@ -22,6 +23,9 @@ from service.crypto import Envelope, KeyEncryptionKey
 from service.environment import Environment
 from service.errors import ConfigurationError, NotFound
 from service.keys import KeyRing
+from service.limits import Limits
+from service.metrics import BrokerMetrics, metered
+from service.overlap import check_overlaps
 from service.policy_store import PolicyStore
 from service.rotation.service import RotationService
 from service.secret_access import SecretAccess
@@ -45,6 +49,7 @@ class Broker:
         self.settings = settings
         self.public_url = public_url.rstrip("/")
         self.clock = clock or SystemClock()
+        check_overlaps(settings)
         self.kek = KeyEncryptionKey.from_file(
             settings.encryption_key_file, setting="encryption_key_file"
         )
@@ -54,9 +59,15 @@ class Broker:
         self.secrets = SecretAccess(
             self.clock, max_value_bytes=settings.max_secret_bytes
         )
+        self.metrics = CollectorRegistry()
+        self.observed = BrokerMetrics(self.metrics)
+        self.secrets.cache_observer = self.observed.cache_observer("secret_read")
+        self.audit = AuditLog(
+            self.engine, self.clock, on_commit=self.observed.audit_committed
+        )
+        self.limits = Limits(settings.rate_limits, self.clock)
         names = _served(settings, only_env)
         self.environments = {name: self._build_environment(name) for name in names}
-        self.metrics = CollectorRegistry()
         self.rotation = RotationService(
             engine=self.engine,
             environments=self.environments,
@@ -99,12 +110,17 @@ class Broker:
             )
             self.reload_policy(environment)
             log.info("policy_folder_loaded", env=environment.name, documents=applied)
+            for document in applied:
+                self.audit.record(
+                    environment.name, "policy.apply", actor="file", target=document
+                )
 
     def close(self) -> None:
         self.rotation.stop()
         for environment in self.environments.values():
             for backend in environment.backends.values():
                 backend.close()
+        self.audit.close()
         self.engine.dispose()
 
     def _build_environment(self, name: str) -> Environment:
@@ -113,12 +129,16 @@ class Broker:
             env=name, engine=self.engine, envelope=Envelope(self.kek), clock=self.clock
         )
         backends = {
-            backend_name: registry.build(
-                backend_name,
-                registry.parse_config(
-                    f"environments.{name}.backends.{backend_name}", options
+            backend_name: metered(
+                registry.build(
+                    backend_name,
+                    registry.parse_config(
+                        f"environments.{name}.backends.{backend_name}", options
+                    ),
+                    context,
                 ),
-                context,
+                name,
+                self.observed,
             )
             for backend_name, options in config.backends.items()
         }

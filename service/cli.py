@@ -1,4 +1,5 @@
-"""The `tokenbroker` command: serve, keygen, bootstrap.
+"""The `tokenbroker` command: serve, keygen, bootstrap, and the commands for
+people that call a running broker (service/commands/).
 
 Messages for people go to standard output; the running broker's events go to
 standard error as JSON.
@@ -14,9 +15,11 @@ from pathlib import Path
 import structlog
 
 from service import dev, logs
+from service.audit import record_now
 from service.bootstrap import ADMIN_SERVICE, bootstrap_admin
 from service.broker import Broker
 from service.clock import SystemClock
+from service.commands import register as register_commands
 from service.config import load_settings
 from service.crypto import KeyEncryptionKey
 from service.errors import ConfigurationError, Conflict, TokenBrokerError
@@ -73,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     bootstrap.add_argument("--env", required=True)
     bootstrap.add_argument("--json", action="store_true", help="print JSON")
     bootstrap.set_defaults(handler=_bootstrap)
+    register_commands(commands)
     return parser
 
 
@@ -157,6 +161,8 @@ def _bootstrap(arguments: argparse.Namespace) -> int:
             env,
             backends=settings.environments[env].backends,
         )
+        record_now(engine, SystemClock(), env, "credential.create", actor="bootstrap",
+                   target=ADMIN_SERVICE, version=created.info.id)  # fmt: skip
     except Conflict as error:
         sys.stderr.write(f"tokenbroker: {error.message}\n")
         return 1

@@ -29,6 +29,7 @@ from pydantic_settings import (
 )
 
 from service.errors import ConfigurationError
+from service.limits import RateLimitSettings
 from service.rotation.settings import RotationSettings, WebhookTarget
 
 ENV_PREFIX = "TOKENBROKER_"
@@ -78,6 +79,9 @@ class Settings(BaseSettings):
     rotation: RotationSettings = Field(default_factory=RotationSettings)
     # Rotation events as signed CloudEvents; see service/rotation/settings.py.
     webhooks: tuple[WebhookTarget, ...] = ()
+    # Groups of ENV.BACKEND that may overlap on purpose; see service/overlap.py.
+    allow_shared_backends: tuple[tuple[str, ...], ...] = ()
+    rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
 
     @field_validator("environments")
     @classmethod

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request
 
+from service.bearer import verify_bearer
 from service.broker import Broker
 from service.environment import Environment
 from service.errors import AuthenticationFailed, PermissionDenied
@@ -25,14 +26,16 @@ def get_environment(
 
 
 def get_principal(
-    request: Request, environment: Annotated[Environment, Depends(get_environment)]
+    request: Request,
+    environment: Annotated[Environment, Depends(get_environment)],
+    broker: Annotated[Broker, Depends(get_broker)],
 ) -> Principal:
-    """The verified caller. Raises AuthenticationFailed (401)."""
+    """The verified caller. Raises AuthenticationFailed (401), Throttled (429)."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthenticationFailed("a bearer token is required")
-    return environment.tokens.verify(token.strip())
+    return verify_bearer(request, broker, environment, token.strip())
 
 
 def get_admin(

@@ -20,6 +20,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.audit import AuditUnavailable
+from service.audit_http import audit_failure
 from service.errors import (
     AuthenticationFailed,
     PayloadTooLarge,
@@ -65,6 +67,11 @@ def error_response(
 
 async def broker_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, TokenBrokerError)
+    if not isinstance(error, AuditUnavailable):
+        try:
+            await audit_failure(request, error.status, error.code)
+        except AuditUnavailable as unavailable:
+            error = unavailable
     headers: dict[str, str] = {}
     if isinstance(error, AuthenticationFailed) and error.code == "invalid_token":
         headers["WWW-Authenticate"] = (
@@ -112,6 +119,10 @@ async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
         request_id=request.scope.get("request_id"),
         exc_info=error,
     )
+    try:
+        await audit_failure(request, 500, "server_error")
+    except AuditUnavailable as unavailable:
+        return error_response(request, 503, unavailable.code, unavailable.message)
     return error_response(
         request, 500, "server_error", "the broker failed; see its log"
     )

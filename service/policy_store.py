@@ -19,6 +19,7 @@ from policies.evaluate import Policy, ServiceChange, diff
 from policies.model import DOCUMENT_NAME, PolicyDocument, parse_document
 from service.clock import Clock, utc
 from service.errors import InvalidRequest, NotFound, PolicyInvalid
+from service.policy_history import next_revision, record_revision
 from service.store.tables import policy_documents
 
 log = structlog.get_logger(__name__)
@@ -84,21 +85,37 @@ class PolicyStore:
         }
         old = self._combine({**documents, **_maybe(stored, name)}, backends)
         new = self._combine({**documents, name: document}, backends)
-        revision = stored[name].revision + 1 if name in stored else 1
+        with self._engine.connect() as connection:
+            revision = next_revision(connection, env, name)
         if not dry_run:
             self._save(env, name, source, media_type, revision, actor, name in stored)
             log.info("policy_applied", env=env, document=name, revision=revision,
                      actor=actor)  # fmt: skip
         return Applied(name, revision, new, diff(old, new))
 
-    def delete(self, env: str, name: str, *, backends: Collection[str]) -> Policy:
+    def delete(
+        self, env: str, name: str, *, backends: Collection[str], actor: str = "-"
+    ) -> Policy:
         """Remove a document and answer the policy without it. Raises NotFound."""
         with self._engine.begin() as connection:
+            revision = next_revision(connection, env, name)
             removed = connection.execute(
                 delete(policy_documents).where(
                     policy_documents.c.env == env, policy_documents.c.name == name
                 )
             ).rowcount
+            if removed:
+                record_revision(
+                    connection,
+                    env,
+                    name,
+                    revision=revision,
+                    source="",
+                    media_type="",
+                    actor=actor,
+                    at=utc(self._clock.now()),
+                    deleted=True,
+                )
         if not removed:
             raise NotFound(f"no policy document named {name!r}")
         log.info("policy_deleted", env=env, document=name)
@@ -188,6 +205,16 @@ class PolicyStore:
                 connection.execute(
                     insert(policy_documents).values(env=env, name=name, **values)
                 )
+            record_revision(
+                connection,
+                env,
+                name,
+                revision=revision,
+                source=source,
+                media_type=media_type,
+                actor=actor,
+                at=utc(self._clock.now()),
+            )
 
 
 def _maybe(stored: dict[str, Any], name: str) -> dict[str, PolicyDocument]:

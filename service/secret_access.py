@@ -55,6 +55,8 @@ class SecretAccess:
         # Called on every successful read with (env, secret, version, service);
         # each must be O(1) and must not block (rotation's consumer tracking).
         self.read_observers: list[Callable[[str, str, str, str], None]] = []
+        # Called with True on a cache hit, False on a miss (metrics).
+        self.cache_observer: Callable[[bool], None] | None = None
         self._lock = threading.Lock()
         self._cache: TTLCache[tuple[str, str, str], SecretVersion] | None = None
         if cache_seconds > 0:
@@ -78,6 +80,8 @@ class SecretAccess:
 
         key = (environment.name, name, f"v{version}" if version else str(stage))
         found = self._cache.get(key) if self._cache is not None else None
+        if self.cache_observer is not None and self._cache is not None:
+            self.cache_observer(found is not None)
         if found is None:
             location = environment.locate(name)
             found = await run_in_threadpool(

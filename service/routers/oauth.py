@@ -15,6 +15,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from policies.duration import parse_duration
+from service.audit_http import audit_request
+from service.client_auth import authenticate_client
 from service.credentials import InvalidClient
 from service.dependencies import BrokerDep, EnvironmentDep
 from service.errors import InvalidRequest
@@ -43,9 +45,7 @@ async def issue_token(
         raise UnsupportedGrantType("grant_type must be client_credentials")
     client_id, secret = _client_credentials(request, form)
 
-    service = await broker.credentials.authenticate_async(
-        environment.name, client_id, secret
-    )
+    service = await authenticate_client(request, broker, environment, client_id, secret)
     requested = form.get("scope", "").split() or None
     audience = form.get("audience") or None
     grant = environment.policy.grant(service, requested, audience)
@@ -56,6 +56,15 @@ async def issue_token(
         "token_issued",
         env=environment.name,
         service=service,
+        jti=issued.jti,
+        audience=audience,
+        scope=issued.scope,
+        expires_in=issued.expires_in,
+    )
+    await audit_request(
+        request,
+        "token.issue",
+        actor=service,
         jti=issued.jti,
         audience=audience,
         scope=issued.scope,

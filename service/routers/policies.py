@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from service.audit_http import audit_request
 from service.dependencies import AdminDep, BrokerDep, EnvironmentDep
 from service.errors import InvalidRequest
+from service.explain import explanation
 
 router = APIRouter(tags=["policies"])
 
@@ -41,17 +44,26 @@ async def put_policy(
         actor=admin.service,
         dry_run=dry_run,
     )
+    changes = {
+        service: {"added": list(change.added), "removed": list(change.removed)}
+        for service, change in applied.changes.items()
+    }
     if not dry_run:
         await run_in_threadpool(broker.reload_policy, environment)
+        await audit_request(
+            request,
+            "policy.apply",
+            target=name,
+            version=str(applied.revision),
+            sha256=hashlib.sha256(body).hexdigest(),
+            changes=changes,
+        )
     return JSONResponse(
         {
             "name": name,
             "revision": applied.revision,
             "dry_run": dry_run,
-            "changes": {
-                service: {"added": list(change.added), "removed": list(change.removed)}
-                for service, change in applied.changes.items()
-            },
+            "changes": changes,
         }
     )
 
@@ -70,19 +82,15 @@ async def list_policies(
 async def explain(
     environment: EnvironmentDep,
     _admin: AdminDep,
+    broker: BrokerDep,
     service: Annotated[str, Query(max_length=64)],
     scope: Annotated[str, Query(max_length=512)],
 ) -> JSONResponse:
+    """Allowed or denied, the document (and its revision) and rule that decided."""
     decision = environment.policy.explain(service, scope)
     return JSONResponse(
-        {
-            "service": service,
-            "scope": scope,
-            "allowed": decision.allowed,
-            "document": decision.document,
-            "rule": decision.rule,
-            "reason": decision.reason,
-        }
+        await run_in_threadpool(explanation, broker, environment, decision)
+        | {"service": service, "scope": scope}
     )
 
 
@@ -98,10 +106,19 @@ async def get_policy(
 
 @router.delete("/v1/{env}/policies/{name}", status_code=204)
 async def delete_policy(
-    name: DocumentName, environment: EnvironmentDep, _admin: AdminDep, broker: BrokerDep
+    name: DocumentName,
+    request: Request,
+    environment: EnvironmentDep,
+    admin: AdminDep,
+    broker: BrokerDep,
 ) -> Response:
     await run_in_threadpool(
-        broker.policies.delete, environment.name, name, backends=environment.backends
+        broker.policies.delete,
+        environment.name,
+        name,
+        backends=environment.backends,
+        actor=admin.service,
     )
     await run_in_threadpool(broker.reload_policy, environment)
+    await audit_request(request, "policy.delete", target=name)
     return Response(status_code=204)

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from backends.base import Stage
 from policies.match import validate_secret_name
 from policies.scopes import Action
+from service.audit_http import audit_request
 from service.dependencies import BrokerDep, EnvironmentDep, PrincipalDep
 from service.environment import Environment
 from service.errors import InvalidRequest, SecretNotFound
@@ -38,6 +39,7 @@ class BulkRequest(BaseModel):
 @router.post("/v1/{env}/secrets/{name:path}/rotate")
 async def rotate_secret(
     name: SecretName,
+    request: Request,
     environment: EnvironmentDep,
     principal: PrincipalDep,
     broker: BrokerDep,
@@ -47,6 +49,14 @@ async def rotate_secret(
     rotation = await broker.rotation.rotate(environment, principal, name)
     view = await broker.rotation.view(environment, principal, rotation.id)
     status = 202 if rotation.state in IN_PROGRESS else 200
+    await audit_request(
+        request,
+        "rotation.request",
+        target=name,
+        version=rotation.new_version,
+        rotation_id=rotation.id,
+        state=rotation.state.value,
+    )
     return JSONResponse(
         _rotation_body(view.rotation, view.steps), status_code=status, headers=NO_STORE
     )
@@ -83,6 +93,9 @@ async def rotate_many(
         ]
         raise InvalidRequest("; ".join(problems[:5])) from None
     results = await broker.rotation.bulk(environment, principal, body.pattern)
+    await audit_request(
+        request, "rotation.bulk", target=body.pattern, secrets=len(results)
+    )
     return JSONResponse(
         {"pattern": body.pattern, "results": [_bulk_body(r) for r in results]},
         headers=NO_STORE,

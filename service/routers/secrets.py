@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from backends.base import SecretVersion, Stage
+from service.audit_http import audit_request
 from service.dependencies import BrokerDep, EnvironmentDep, PrincipalDep
 from service.errors import InvalidRequest
 from service.http import NO_STORE
@@ -38,6 +39,7 @@ class SecretWrite(BaseModel):
 
 @router.get("/v1/{env}/secrets")
 async def list_secrets(
+    request: Request,
     environment: EnvironmentDep,
     principal: PrincipalDep,
     broker: BrokerDep,
@@ -63,12 +65,14 @@ async def list_secrets(
         ],
         "next_page_token": next_token,
     }
+    await audit_request(request, "secret.list", target=prefix, listed=len(entries))
     return JSONResponse(body)
 
 
 @router.get("/v1/{env}/secrets/{name:path}")
 async def read_secret(
     name: SecretName,
+    request: Request,
     environment: EnvironmentDep,
     principal: PrincipalDep,
     broker: BrokerDep,
@@ -87,6 +91,7 @@ async def read_secret(
         version=found.version,
         service=principal.service,
     )
+    await audit_request(request, "secret.read", target=name, version=found.version)
     return JSONResponse(
         _secret_body(name, found, stage),
         headers={**NO_STORE, "ETag": f'"{found.version}"'},
@@ -116,6 +121,10 @@ async def write_secret(
         if_match=_etag(if_match),
         if_none_match=if_none_match is not None,
     )
+    # TODO: the value is stored before its record is committed, so a write
+    # whose record fails answers 503 but stays written; a write-ahead record
+    # would close that gap at the price of a second commit per write.
+    await audit_request(request, "secret.write", target=name, version=info.version)
     return JSONResponse(
         {"name": name, "version": info.version, "created_at": _iso(info.created_at)},
         headers={**NO_STORE, "ETag": f'"{info.version}"'},

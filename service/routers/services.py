@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from service.audit_http import audit_request
 from service.dependencies import AdminDep, BrokerDep, EnvironmentDep
 from service.environment import Environment
 from service.errors import NotFound
@@ -21,6 +22,7 @@ ServiceName = Annotated[str, Path(max_length=64)]
 @router.post("/v1/{env}/services/{service}/credentials", status_code=201)
 async def create_credential(
     service: ServiceName,
+    request: Request,
     environment: EnvironmentDep,
     admin: AdminDep,
     broker: BrokerDep,
@@ -28,6 +30,9 @@ async def create_credential(
     _require_service(environment, service)
     created = await run_in_threadpool(
         broker.credentials.create, environment.name, service
+    )
+    await audit_request(
+        request, "credential.create", target=service, version=created.info.id
     )
     return JSONResponse(
         {
@@ -64,12 +69,16 @@ async def list_credentials(
 async def revoke_credential(
     service: ServiceName,
     credential_id: Annotated[str, Path(max_length=40)],
+    request: Request,
     environment: EnvironmentDep,
     _admin: AdminDep,
     broker: BrokerDep,
 ) -> Response:
     await run_in_threadpool(
         broker.credentials.revoke, environment.name, service, credential_id
+    )
+    await audit_request(
+        request, "credential.revoke", target=service, version=credential_id
     )
     return Response(status_code=204)
 

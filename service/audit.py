@@ -1,0 +1,293 @@
+"""The audit log: every access and decision, committed before anyone hears of it.
+
+Callers hand an event to `record` (from a thread) or `submit` (from the event
+loop) and wait until it is committed: a request whose record cannot be committed
+fails with `AuditUnavailable` (503), so nothing happens unrecorded.
+
+One writer thread per process appends records (group commit): while it commits
+one transaction, new events queue up, and the next transaction takes all of
+them at once. Concurrent requests then share one commit instead of paying one
+each, which keeps the secret-read path fast. Appending locks the chain's head
+row (`audit_heads`), so writers in several processes take turns and each
+environment's chain stays one line (service/audit_chain.py).
+
+Events carry names, ids, versions and counts: never a value, a client secret or
+a token (a token's `jti` is its name).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from service.audit_chain import AuditEvent, AuditRecord, canonical, chain, timestamp
+from service.clock import Clock
+from service.errors import TokenBrokerError
+from service.store.audit_tables import audit_heads, audit_records
+
+log = structlog.get_logger(__name__)
+
+MAX_BATCH = 512
+WAIT_SECONDS = 10.0
+GENESIS = "0" * 64
+# Column widths of audit_records: longer text is cut, never refused, so that one
+# odd field cannot fail a whole batch of other requests' records.
+_WIDTHS = {"action": 64, "outcome": 32, "actor": 128, "target": 512,
+           "version": 128, "request_id": 64, "source": 64}  # fmt: skip
+
+
+class AuditUnavailable(TokenBrokerError):
+    """The audit log cannot commit records now; the request was not completed."""
+
+    status = 503
+    code = "audit_unavailable"
+
+
+@dataclass(slots=True)
+class _Pending:
+    event: AuditEvent
+    done: Future[AuditRecord]
+
+
+_STOP = object()
+
+
+class AuditLog:
+    """Appends events to their environment's chain, in batches, in one thread."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Clock,
+        *,
+        max_batch: int = MAX_BATCH,
+        wait_seconds: float = WAIT_SECONDS,
+        on_commit: Callable[[int], None] | None = None,
+    ) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._max_batch = max_batch
+        self._wait = wait_seconds
+        self._on_commit = on_commit
+        self._queue: queue.SimpleQueue[_Pending | object] = queue.SimpleQueue()
+        self._closed = False
+        self._thread = threading.Thread(
+            target=self._run, name="tokenbroker-audit", daemon=True
+        )
+        self._thread.start()
+
+    def record(
+        self,
+        env: str,
+        action: str,
+        outcome: str = "ok",
+        **fields: Any,
+    ) -> AuditRecord:
+        """Append an event and return once it is committed.
+
+        `fields` are `actor`, `target`, `version`, `request_id`, `source`;
+        any other keyword goes into the record's detail. For threads only: in
+        the event loop, await `submit`. Raises AuditUnavailable.
+        """
+        pending = self._enqueue(self.event(env, action, outcome, **fields))
+        try:
+            return pending.done.result(timeout=self._wait)
+        except FutureTimeout:
+            raise _unavailable() from None
+
+    async def submit(
+        self,
+        env: str,
+        action: str,
+        outcome: str = "ok",
+        **fields: Any,
+    ) -> AuditRecord:
+        """`record` for the event loop: awaits the batch's commit."""
+        pending = self._enqueue(self.event(env, action, outcome, **fields))
+        try:
+            async with asyncio.timeout(self._wait):
+                return await asyncio.wrap_future(pending.done)
+        except TimeoutError:
+            raise _unavailable() from None
+
+    def event(self, env: str, action: str, outcome: str, **fields: Any) -> AuditEvent:
+        """An event stamped now. Raises TypeError for detail that is not JSON."""
+        return make_event(self._clock, env, action, outcome, **fields)
+
+    def close(self) -> None:
+        """Commit what is queued, then stop the writer."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._thread.join(timeout=self._wait)
+
+    def _enqueue(self, event: AuditEvent) -> _Pending:
+        if self._closed:
+            raise _unavailable()
+        pending = _Pending(event, Future())
+        self._queue.put(pending)
+        return pending
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is _STOP:
+                break
+            batch = [first]
+            while len(batch) < self._max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stopping = True
+                    break
+                batch.append(item)
+            self._commit([item for item in batch if isinstance(item, _Pending)])
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        try:
+            with self._engine.begin() as connection:
+                written = append(connection, [pending.event for pending in batch])
+        except Exception as error:
+            # Whatever broke the store (a lost connection, a full disk, a dropped
+            # table), every request of the batch must fail rather than go on
+            # unrecorded; the writer itself keeps running for the next batch.
+            log.error(
+                "audit_commit_failed",
+                error_type=type(error).__name__,
+                records=len(batch),
+            )
+            for pending in batch:
+                pending.done.set_exception(_unavailable())
+            return
+        for pending, record in zip(batch, written, strict=True):
+            pending.done.set_result(record)
+        if self._on_commit is not None:
+            self._on_commit(len(batch))
+
+
+def make_event(
+    clock: Clock, env: str, action: str, outcome: str, **fields: Any
+) -> AuditEvent:
+    """An event stamped now (see `AuditLog.record` for `fields`).
+
+    Raises TypeError for detail that is not JSON: in the caller, not in the
+    writer's batch, where it would fail other requests' records.
+    """
+    known = {
+        key: _cut(key, fields.pop(key, None))
+        for key in ("actor", "target", "version", "request_id", "source")
+    }
+    detail = {key: value for key, value in fields.items() if value is not None}
+    canonical(detail)
+    return AuditEvent(
+        env=env,
+        action=str(_cut("action", action)),
+        outcome=str(_cut("outcome", outcome)),
+        at=timestamp(clock.now()),
+        detail=detail,
+        **known,
+    )
+
+
+def record_now(
+    engine: Engine, clock: Clock, env: str, action: str, **fields: Any
+) -> AuditRecord:
+    """Append one event in a transaction of its own, without a writer thread.
+
+    For commands that touch the store directly (`tokenbroker bootstrap`).
+    """
+    with engine.begin() as connection:
+        return append(connection, [make_event(clock, env, action, "ok", **fields)])[0]
+
+
+def append(connection: Connection, events: Sequence[AuditEvent]) -> list[AuditRecord]:
+    """Chain `events` onto their environments' heads inside `connection`'s
+    transaction, and answer the records in the order of `events`.
+
+    Heads are locked in environment order, so that two processes appending to
+    the same environments never wait on each other in a circle.
+    """
+    by_env: dict[str, list[int]] = defaultdict(list)
+    for index, event in enumerate(events):
+        by_env[event.env].append(index)
+    written: dict[int, AuditRecord] = {}
+    for env in sorted(by_env):
+        seq, prev_hash = _lock_head(connection, env)
+        rows = []
+        for index in by_env[env]:
+            seq += 1
+            record = chain(events[index], seq, prev_hash)
+            prev_hash = record.hash
+            written[index] = record
+            rows.append(_row(record))
+        connection.execute(insert(audit_records), rows)
+        connection.execute(
+            update(audit_heads)
+            .where(audit_heads.c.env == env)
+            .values(seq=seq, hash=prev_hash)
+        )
+    return [written[index] for index in range(len(events))]
+
+
+def _lock_head(connection: Connection, env: str) -> tuple[int, str]:
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    # On SQLite this first write also takes the database's write lock, before
+    # the head is read, so the read can never be stale.
+    connection.execute(
+        dialect.insert(audit_heads)
+        .values(env=env, seq=0, hash=GENESIS)
+        .on_conflict_do_nothing(index_elements=["env"])
+    )
+    head = connection.execute(
+        select(audit_heads.c.seq, audit_heads.c.hash)
+        .where(audit_heads.c.env == env)
+        .with_for_update()
+    ).one()
+    return int(head.seq), str(head.hash)
+
+
+def _row(record: AuditRecord) -> dict[str, Any]:
+    event = record.event
+    return {
+        "env": event.env,
+        "seq": record.seq,
+        "at": event.at,
+        "action": event.action,
+        "outcome": event.outcome,
+        "actor": event.actor,
+        "target": event.target,
+        "version": event.version,
+        "request_id": event.request_id,
+        "source": event.source,
+        "detail": canonical(event.detail).decode("utf-8"),
+        "prev_hash": record.prev_hash,
+        "hash": record.hash,
+    }
+
+
+def _cut(key: str, value: object) -> str | None:
+    if value is None:
+        return None
+    return str(value)[: _WIDTHS[key]]
+
+
+def _unavailable() -> AuditUnavailable:
+    return AuditUnavailable("the audit log cannot record this request; try again")
+
+
+__all__ = ["AuditLog", "AuditUnavailable", "append", "make_event", "record_now"]

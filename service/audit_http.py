@@ -1,0 +1,117 @@
+"""Audit records of HTTP requests: who, what, from where, under which request id.
+
+Routers call `audit_request` once an operation succeeded and before they answer;
+the error handlers call `audit_failure` for every refusal (401, 403, 429) and for
+every other failure of a caller that has identified itself. Both wait for the
+commit, so an answer never leaves before its record is stored; when the audit
+log cannot record, they raise AuditUnavailable and the caller gets 503 instead.
+
+Requests leave their part of the story in `request.state`: `principal` (a
+verified token), `client_id` (who tried the token endpoint), `claimed` (what a
+refused token claimed about itself, unverified) and `audit_action`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from fastapi import Request
+
+from service.tokens import Principal
+
+ACTIONS: Final = {
+    ("POST", "/v1/{env}/token"): "token.issue",
+    ("GET", "/v1/{env}/secrets"): "secret.list",
+    ("GET", "/v1/{env}/secrets/{name:path}"): "secret.read",
+    ("PUT", "/v1/{env}/secrets/{name:path}"): "secret.write",
+    ("POST", "/v1/{env}/secrets/{name:path}/rotate"): "rotation.request",
+    ("POST", "/v1/{env}/secrets/{name:path}/compromise"): "secret.compromise",
+    ("POST", "/v1/{env}/rotations"): "rotation.bulk",
+    ("POST", "/v1/{env}/revoke"): "token.revoke",
+    ("POST", "/v1/{env}/services/{service}/revoke"): "service.revoke",
+    ("POST", "/v1/{env}/services/{service}/credentials"): "credential.create",
+    ("DELETE", "/v1/{env}/services/{service}/credentials/{credential_id}"): (
+        "credential.revoke"
+    ),
+    ("PUT", "/v1/{env}/policies/{name}"): "policy.apply",
+    ("DELETE", "/v1/{env}/policies/{name}"): "policy.delete",
+    ("GET", "/v1/{env}/audit"): "audit.export",
+}
+OUTCOMES: Final = {401: "refused", 403: "denied", 429: "throttled"}
+REFUSALS: Final = frozenset(OUTCOMES)
+
+
+async def audit_request(
+    request: Request, action: str, outcome: str = "ok", **fields: Any
+) -> None:
+    """Record one event of this request and wait until it is committed.
+
+    The actor and token id default to the verified principal's. `fields` as
+    in `AuditLog.record`. Raises AuditUnavailable.
+    """
+    principal = _principal(request)
+    if principal is not None:
+        fields.setdefault("actor", principal.service)
+        fields.setdefault("jti", principal.jti)
+    await request.app.state.broker.audit.submit(
+        request.path_params["env"],
+        action,
+        outcome,
+        request_id=request.scope.get("request_id"),
+        source=source_address(request),
+        **fields,
+    )
+
+
+async def audit_failure(request: Request, status: int, code: str) -> None:
+    """Record a refused request, or a failed one whose caller is known.
+
+    Requests outside an environment served here, and anonymous requests that
+    fail for other reasons (a malformed body), are not recorded. Raises
+    AuditUnavailable.
+    """
+    env = request.path_params.get("env")
+    if env is None or env not in request.app.state.broker.environments:
+        return
+    principal = _principal(request)
+    actor = principal.service if principal else _state(request, "client_id")
+    if status not in REFUSALS and actor is None:
+        return
+    route = request.scope.get("route")
+    template = str(getattr(route, "path", ""))
+    claimed: dict[str, Any] = _state(request, "claimed") or {}
+    action = _state(request, "audit_action") or ACTIONS.get(
+        (request.method, template), "request"
+    )
+    await audit_request(
+        request,
+        action,
+        OUTCOMES.get(status, "error" if status >= 500 else "failed"),
+        actor=actor,
+        target=_target(request),
+        error=code,
+        status=status,
+        method=request.method,
+        route=template or None,
+        **claimed,
+    )
+
+
+def source_address(request: Request) -> str | None:
+    """The caller's address as the server saw it (a proxy's, behind one)."""
+    return request.client.host if request.client is not None else None
+
+
+def _target(request: Request) -> str | None:
+    params = request.path_params
+    found = params.get("name") or params.get("service")
+    return str(found) if found is not None else request.query_params.get("secret")
+
+
+def _principal(request: Request) -> Principal | None:
+    found = _state(request, "principal")
+    return found if isinstance(found, Principal) else None
+
+
+def _state(request: Request, name: str) -> Any:
+    return getattr(request.state, name, None)

@@ -1,0 +1,133 @@
+"""`tokenbroker secret get|put|list|rotate|compromise`.
+
+`get` prints the value (text with a newline; bytes as they are), or the whole
+answer with `--json`. `put` reads the value from `--from-file` or standard
+input, never from a flag: a flag would leave it in the shell history.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from service.commands.client import (
+    Api,
+    CommandFailed,
+    add_connection_options,
+    emit,
+    with_api,
+)
+
+PAGE_SIZE = 500
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    group = commands.add_parser("secret", help="read, write and list secrets")
+    actions = group.add_subparsers(required=True, metavar="ACTION")
+
+    get = actions.add_parser("get", help="print a secret's value")
+    get.add_argument("name")
+    which = get.add_mutually_exclusive_group()
+    which.add_argument("--version")
+    which.add_argument("--stage", choices=("current", "previous", "pending"))
+    get.set_defaults(handler=with_api(_get))
+
+    put = actions.add_parser("put", help="store a new version (value on stdin)")
+    put.add_argument("name")
+    put.add_argument("--from-file", type=Path, help="read the value from a file")
+    put.add_argument("--if-match", metavar="VERSION", help="compare-and-set")
+    put.set_defaults(handler=with_api(_put))
+
+    listing = actions.add_parser("list", help="list the secrets you may read")
+    listing.add_argument("--prefix", default="")
+    listing.set_defaults(handler=with_api(_list))
+
+    rotate = actions.add_parser("rotate", help="rotate a secret now")
+    rotate.add_argument("name")
+    rotate.set_defaults(handler=with_api(_rotate))
+
+    compromise = actions.add_parser("compromise", help="emergency replacement")
+    compromise.add_argument("name")
+    compromise.set_defaults(handler=with_api(_compromise))
+
+    for parser in (get, put, listing, rotate, compromise):
+        add_connection_options(parser)
+
+
+def read_value(api: Api, name: str, **params: str) -> tuple[bytes, dict[str, Any]]:
+    """A secret's value as bytes, and the broker's whole answer."""
+    body: dict[str, Any] = api.call("GET", _path(name), params=params).json()
+    if body.get("encoding") == "base64":
+        return base64.b64decode(body["value"]), body
+    return str(body["value"]).encode("utf-8"), body
+
+
+def _get(api: Api, arguments: argparse.Namespace) -> int:
+    params = {k: v for k in ("version", "stage") if (v := getattr(arguments, k))}
+    value, body = read_value(api, arguments.name, **params)
+    if arguments.json:
+        emit(arguments, body, "")
+    elif body.get("encoding") == "base64":
+        sys.stdout.buffer.write(value)
+        sys.stdout.buffer.flush()
+    else:
+        sys.stdout.write(value.decode("utf-8") + "\n")
+    return 0
+
+
+def _put(api: Api, arguments: argparse.Namespace) -> int:
+    path: Path | None = arguments.from_file
+    raw = path.read_bytes() if path is not None else sys.stdin.buffer.read()
+    try:
+        body = {"value": raw.decode("utf-8"), "encoding": "text"}
+    except UnicodeDecodeError:
+        body = {"value": base64.b64encode(raw).decode("ascii"), "encoding": "base64"}
+    headers = {"If-Match": f'"{arguments.if_match}"'} if arguments.if_match else {}
+    answer = api.call("PUT", _path(arguments.name), json=body, headers=headers).json()
+    emit(arguments, answer, f"{arguments.name}: version {answer['version']}")
+    return 0
+
+
+def _list(api: Api, arguments: argparse.Namespace) -> int:
+    found: list[dict[str, Any]] = []
+    token: str | None = None
+    while True:
+        params = {"prefix": arguments.prefix, "page_size": str(PAGE_SIZE)}
+        if token is not None:
+            params["page_token"] = token
+        page = api.call("GET", "secrets", params=params).json()
+        found.extend(page["secrets"])
+        token = page.get("next_page_token")
+        if not token:
+            break
+    emit(arguments, {"secrets": found}, "\n".join(s["name"] for s in found))
+    return 0
+
+
+def _rotate(api: Api, arguments: argparse.Namespace) -> int:
+    answer = api.call("POST", f"{_path(arguments.name)}/rotate").json()
+    text = f"{arguments.name}: rotation {answer['id']} {answer['state']}"
+    emit(arguments, answer, text)
+    return 0
+
+
+def _compromise(api: Api, arguments: argparse.Namespace) -> int:
+    try:
+        answer = api.call("POST", f"{_path(arguments.name)}/compromise").json()
+    except CommandFailed as failed:
+        if failed.http_status == 405:
+            raise CommandFailed(
+                "this broker does not offer the compromise response yet "
+                f"({failed.message})"
+            ) from None
+        raise
+    emit(arguments, answer, f"{arguments.name}: compromise handled")
+    return 0
+
+
+def _path(name: str) -> str:
+    return f"secrets/{quote(name, safe='/')}"
