@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -273,6 +274,7 @@ class _Api:
                     request.url.path,
                     "authorization" in request.headers,
                     response.status_code,
+                    time.monotonic(),
                 )
             )
         return response

@@ -97,6 +97,8 @@ class Seen:
     path: str
     sent_authorization: bool
     status: int
+    at: float
+    """When it arrived, in `time.monotonic()` seconds."""
 
 
 class Vault:

@@ -6,7 +6,8 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-from backends.azure import AzureBackend, AzureConfig, connect
+from backends.azure import AzureBackend, connect
+from backends.azure_client import AzureConfig
 from tests.backends.azure_fake import FakeKeyVault
 
 
