@@ -263,6 +263,7 @@ def error_code(error: BaseException, *, inner: bool = False) -> str | None:
 
 
 def origin(url: str) -> tuple[str, str, int]:
+    """Scheme, host and port of `url`, with the default port filled in."""
     parts = urlsplit(url)
     try:
         port = parts.port

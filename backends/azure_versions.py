@@ -104,6 +104,7 @@ def _sequence(tags: Mapping[str, str]) -> int:
 
 
 def version_order(item: SecretProperties) -> tuple[datetime, int]:
+    """Sort key, oldest first: creation time (whole seconds), then sequence."""
     return item.created_on or EPOCH, _sequence(item.tags or {})
 
 
@@ -129,6 +130,7 @@ def new_tags(
 def with_pointers(
     tags: Mapping[str, str], pointers: Mapping[Stage, str | None], head: str | None
 ) -> dict[str, str]:
+    """`tags` with the stage pointers replaced; `head` is written as `self`."""
     updated = {key: value for key, value in tags.items() if key not in _STAGE_TAGS}
     for stage, version in pointers.items():
         if version is not None:
@@ -142,6 +144,7 @@ _STAGE_TAGS = frozenset(TAG_STAGE.values())
 def check_expected(
     path: str, expected: str | _Absent | None, state: State | None
 ) -> None:
+    """Raise PreconditionFailed unless the current version is `expected`."""
     if expected is None:
         return
     current = state.pointers[Stage.CURRENT] if state is not None else None
@@ -158,10 +161,12 @@ def check_expected(
 
 
 def is_binary(content_type: str | None) -> bool:
+    """Whether a content type marks a base64-encoded binary value."""
     return (content_type or "").replace(" ", "").lower() == BINARY.replace(" ", "")
 
 
 def decode_value(path: str, secret: KeyVaultSecret) -> tuple[bytes, bool]:
+    """The exact bytes a version holds, and whether they are binary."""
     text = secret.value
     if text is None:
         raise BackendError(f"Azure Key Vault answered secret {path!r} without a value")

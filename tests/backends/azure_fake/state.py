@@ -74,7 +74,17 @@ class Deleted:
 
 @dataclass
 class Faults:
-    """Knobs a test turns to make the vault misbehave on purpose."""
+    """Knobs a test turns to make the vault misbehave on purpose.
+
+    `page_size` caps every listing page; `empty_first_page` answers `[]` with a
+    `nextLink` first; `next_link_host` puts another host in page links;
+    `repeat_skiptoken` answers page two's link again instead of page three's.
+    `throttle_next` answers the next N authorised calls 429, and
+    `throttle_fraction` a share of them (never more than `throttle_in_a_row` in
+    a row for one URL), each with `Retry-After: retry_after`.
+    `purge_protection` refuses purges; `limbo_seconds` is how long a purged or
+    recovered name stays in limbo.
+    """
 
     page_size: int = 25
     empty_first_page: bool = False
