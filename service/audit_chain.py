@@ -120,7 +120,8 @@ def verify(engine: Engine, env: str) -> Verdict:
         for record in records(connection, env):
             problem = _check(record, expected_seq, prev_hash)
             if problem is not None:
-                return _broken(env, count, head, record.seq, problem)
+                broken = min(record.seq, expected_seq)
+                return _broken(env, count, head, broken, problem)
             expected_seq, prev_hash, count = record.seq + 1, record.hash, count + 1
     head_seq = head.seq if head is not None else 0
     head_hash = head.hash if head is not None else GENESIS

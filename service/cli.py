@@ -36,6 +36,10 @@ mode for anything real; see README.md, "Running for real".
 
 def main(argv: list[str] | None = None) -> int:
     arguments = _parser().parse_args(argv)
+    # Events go to standard error for every command, so that standard output
+    # holds only the command's answer (`--json`, `audit export`); serve sets
+    # its own level before it logs anything.
+    logs.configure("warning")
     try:
         return int(arguments.handler(arguments))
     except ConfigurationError as error:

@@ -71,7 +71,12 @@ class LocalBroker:
             broker.reload_policy(environment)
 
     def call(
-        self, method: str, path: str, *, client: tuple[str, int] = CLIENT, **options: Any
+        self,
+        method: str,
+        path: str,
+        *,
+        client: tuple[str, int] = CLIENT,
+        **options: Any,
     ) -> httpx.Response:
         """One request through the whole application."""
 

@@ -1,0 +1,217 @@
+"""The command line for people, round trip against a real broker."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import ADMIN_SECRET, DevBroker
+
+pytestmark = pytest.mark.e2e
+
+POLICY = """\
+services:
+  billing-api:
+    secrets:
+      read: ["payments/*"]
+      write: ["payments/*"]
+"""
+VALUE = "sk_cli_example_value"
+
+
+def tokenbroker(
+    broker: DevBroker,
+    *arguments: str,
+    stdin: str | None = None,
+    **variables: str,
+) -> subprocess.CompletedProcess[str]:
+    """`tokenbroker ARGUMENTS` as the admin, unless `variables` say otherwise."""
+    environment = {
+        "PATH": os.environ.get("PATH", ""),
+        "TOKENBROKER_URL": broker.process.url,
+        "TOKENBROKER_ENV": "dev",
+        "TOKENBROKER_CLIENT_ID": "admin",
+        "TOKENBROKER_CLIENT_SECRET": ADMIN_SECRET,
+        **variables,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "service.cli", *arguments],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=broker.process.folder,
+        timeout=60,
+        check=False,
+    )
+
+
+def answer(done: subprocess.CompletedProcess[str]) -> Any:
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.fixture(scope="module")
+def billing(dev_broker: DevBroker, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The billing policy applied, a secret stored, and billing's secret in a file."""
+    folder = tmp_path_factory.mktemp("cli")
+    policy = folder / "billing.yaml"
+    policy.write_text(POLICY)
+    assert tokenbroker(dev_broker, "policy", "apply", str(policy)).returncode == 0
+    created = answer(
+        tokenbroker(dev_broker, "service", "credentials", "billing-api", "--json")
+    )
+    secret_file = folder / "billing.secret"
+    secret_file.write_text(created["client_secret"] + "\n")
+    stored = tokenbroker(dev_broker, "secret", "put", "payments/stripe", stdin=VALUE)
+    assert stored.returncode == 0, stored.stderr
+    return secret_file
+
+
+def _as_billing(secret_file: Path) -> dict[str, str]:
+    return {"TOKENBROKER_CLIENT_ID": "billing-api",
+            "TOKENBROKER_CLIENT_SECRET": secret_file.read_text().strip()}  # fmt: skip
+
+
+def test_secret_get_prints_the_value_stored_by_secret_put(
+    dev_broker: DevBroker, billing: Path
+) -> None:
+    done = tokenbroker(dev_broker, "secret", "get", "payments/stripe")
+
+    assert done.stdout == VALUE + "\n"
+
+
+def test_secret_list_names_what_the_caller_may_read(
+    dev_broker: DevBroker, billing: Path
+) -> None:
+    done = tokenbroker(
+        dev_broker, "secret", "list", "--prefix", "payments/", **_as_billing(billing)
+    )
+
+    assert done.stdout.split() == ["payments/stripe"]
+
+
+def test_token_takes_its_credential_from_flags_and_a_secret_file(
+    dev_broker: DevBroker, billing: Path
+) -> None:
+    done = tokenbroker(
+        dev_broker, "token", "--client-id", "billing-api", "--client-secret-file",
+        str(billing), "--scope", "secrets:read:payments/stripe", "--json",
+        TOKENBROKER_CLIENT_ID="", TOKENBROKER_CLIENT_SECRET="",
+    )  # fmt: skip
+
+    assert answer(done)["scope"] == "secrets:read:payments/stripe"
+
+
+def test_run_starts_the_command_with_the_named_secret_in_its_environment(
+    dev_broker: DevBroker, billing: Path
+) -> None:
+    done = tokenbroker(
+        dev_broker, "run", "--secret", "STRIPE_KEY=payments/stripe", "--",
+        sys.executable, "-c", "import os; print(os.environ['STRIPE_KEY'])",
+        **_as_billing(billing),
+    )  # fmt: skip
+
+    assert (done.returncode, done.stdout) == (0, VALUE + "\n")
+
+
+def test_run_passes_on_the_exit_status_of_its_command(
+    dev_broker: DevBroker, billing: Path
+) -> None:
+    done = tokenbroker(
+        dev_broker, "run", "--", sys.executable, "-c", "raise SystemExit(7)"
+    )
+
+    assert done.returncode == 7
+
+
+def test_policy_explain_names_the_rule_that_grants(
+    dev_broker: DevBroker, billing: Path
+) -> None:
+    done = tokenbroker(
+        dev_broker, "policy", "explain", "--service", "billing-api",
+        "--scope", "secrets:read:payments/stripe", "--json",
+    )  # fmt: skip
+
+    explained = answer(done)
+    assert (explained["allowed"], explained["document"]) == (True, "billing")
+
+
+def test_policy_apply_dry_run_shows_the_grants_it_would_add(
+    dev_broker: DevBroker, billing: Path, tmp_path: Path
+) -> None:
+    wider = tmp_path / "billing.yaml"
+    wider.write_text(POLICY + '      rotate: ["payments/*"]\n')
+
+    done = tokenbroker(dev_broker, "policy", "apply", str(wider), "--dry-run")
+
+    assert "billing-api: + secrets:rotate:payments/*" in done.stdout
+
+
+def test_policy_check_reports_file_line_and_field_offline(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text(POLICY + "    max_ttl: forever\n")
+
+    done = subprocess.run(
+        [sys.executable, "-m", "service.cli", "policy", "check", str(tmp_path)],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={"PATH": os.environ.get("PATH", "")},
+    )  # fmt: skip
+
+    assert done.returncode == 1
+    assert f"{tmp_path / 'bad.yaml'}:6: services.billing-api.max_ttl:" in done.stdout
+
+
+def test_audit_export_streams_the_reads_as_json_lines(
+    dev_broker: DevBroker, billing: Path
+) -> None:
+    tokenbroker(dev_broker, "secret", "get", "payments/stripe")
+
+    done = tokenbroker(dev_broker, "audit", "export")
+
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert any(r["action"] == "secret.read" for r in records)
+    assert VALUE not in done.stdout
+
+
+def test_audit_verify_over_http_proves_the_chain_intact(
+    dev_broker: DevBroker, billing: Path
+) -> None:
+    done = tokenbroker(dev_broker, "audit", "verify", "--json")
+
+    assert answer(done)["intact"] is True
+
+
+def test_service_revoke_calls_the_revocation_endpoint(
+    dev_broker: DevBroker, billing: Path
+) -> None:
+    done = tokenbroker(dev_broker, "service", "revoke", "billing-api")
+
+    if "does not offer service revocation" in done.stderr:
+        pytest.skip("the broker has no service revocation endpoint yet")
+    assert "revoked" in done.stdout
+
+
+def test_a_refused_request_exits_1_with_the_brokers_reason(
+    dev_broker: DevBroker, billing: Path
+) -> None:
+    done = tokenbroker(
+        dev_broker, "secret", "get", "payroll/db", **_as_billing(billing)
+    )
+
+    assert done.returncode == 1
+    assert "403" in done.stderr
+
+
+def test_a_missing_broker_url_exits_2_saying_which_setting(
+    dev_broker: DevBroker,
+) -> None:
+    done = tokenbroker(dev_broker, "secret", "list", TOKENBROKER_URL="")
+
+    assert done.returncode == 2
+    assert "TOKENBROKER_URL" in done.stderr

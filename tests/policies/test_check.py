@@ -1,0 +1,107 @@
+"""`tokenbroker policy check`: file, line and field of every problem, offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from policies.check import check_folder
+
+GOOD = """\
+services:
+  billing:
+    secrets:
+      read: ["payments/*"]
+"""
+
+
+def _write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_a_folder_of_valid_documents_has_no_problems(tmp_path: Path) -> None:
+    _write(tmp_path, "billing.yaml", GOOD)
+
+    assert check_folder(tmp_path) == []
+
+
+def test_a_bad_field_is_reported_with_its_file_line_and_field(tmp_path: Path) -> None:
+    path = _write(tmp_path, "billing.yaml", GOOD + "    max_ttl: forever\n")
+
+    (problem,) = check_folder(tmp_path)
+
+    assert (problem.file, problem.line) == (str(path), 5)
+    assert problem.field == "services.billing.max_ttl"
+
+
+def test_an_unknown_field_is_reported_at_its_line(tmp_path: Path) -> None:
+    _write(tmp_path, "billing.yaml", GOOD + "    admn: true\n")
+
+    (problem,) = check_folder(tmp_path)
+
+    assert (problem.line, problem.field, problem.message) == (
+        5, "services.billing.admn", "unknown field",
+    )  # fmt: skip
+
+
+def test_a_missing_field_is_reported_at_its_parent(tmp_path: Path) -> None:
+    text = "secrets:\n  db:\n    rotation:\n      every: 30d\n      grace: 1h\n"
+    _write(tmp_path, "db.yaml", text)
+
+    (problem,) = check_folder(tmp_path)
+
+    assert (problem.line, problem.field) == (4, "secrets.db.rotation.generator")
+
+
+def test_a_yaml_syntax_error_is_reported_with_its_line(tmp_path: Path) -> None:
+    _write(tmp_path, "broken.yaml", "services:\n  a: [\n")
+
+    (problem,) = check_folder(tmp_path)
+
+    assert problem.line is not None and problem.field == "(document)"
+
+
+def test_a_secret_declared_by_two_documents_is_reported(tmp_path: Path) -> None:
+    _write(tmp_path, "a.yaml", "secrets:\n  db: {}\n")
+    _write(tmp_path, "b.yaml", "secrets:\n  db: {}\n")
+
+    (problem,) = check_folder(tmp_path)
+
+    assert (Path(problem.file).name, problem.line, problem.field) == (
+        "b.yaml", 2, "secrets.db",
+    )  # fmt: skip
+
+
+def test_environment_folders_are_checked_each_on_its_own(tmp_path: Path) -> None:
+    _write(tmp_path / "dev", "a.yaml", "secrets:\n  db: {}\n")
+    _write(tmp_path / "prod", "a.yaml", "secrets:\n  db: {}\n")
+
+    assert check_folder(tmp_path) == []
+
+
+def test_an_unknown_backend_is_reported_when_backends_are_known(
+    tmp_path: Path,
+) -> None:
+    _write(tmp_path / "prod", "a.yaml", "secrets:\n  db:\n    backend: vault\n")
+
+    (problem,) = check_folder(tmp_path, {"prod": ["aws-main"]})
+
+    assert (problem.line, problem.field) == (3, "secrets.db.backend")
+
+
+def test_a_json_document_gets_line_numbers_too(tmp_path: Path) -> None:
+    _write(tmp_path, "a.json", '{"services":\n  {"app": {"admn": true}}}\n')
+
+    (problem,) = check_folder(tmp_path)
+
+    assert (problem.line, problem.field) == (2, "services.app.admn")
+
+
+def test_a_problem_never_repeats_the_value(tmp_path: Path) -> None:
+    _write(tmp_path, "a.yaml", GOOD + "    max_ttl: sk_live_pasted_value\n")
+
+    (problem,) = check_folder(tmp_path)
+
+    assert "sk_live_pasted_value" not in str(problem)
