@@ -64,8 +64,7 @@ def migrate(engine: Engine) -> None:
                 text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID}
             )
         config.attributes["connection"] = connection
-        # Issues land in parallel, each with its own migration branch off 0001.
-        command.upgrade(config, "heads")
+        command.upgrade(config, "head")
     log.debug("store_migrated", dialect=engine.dialect.name)
 
 
