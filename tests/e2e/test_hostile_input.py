@@ -595,7 +595,6 @@ def test_hostile_policy_document_is_400(
     assert time.monotonic() - started < 5
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a cron field of words passes validation")
 def test_a_cron_expression_of_words_is_refused(
     dev_broker: DevBroker, admin: str
 ) -> None:
