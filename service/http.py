@@ -29,6 +29,7 @@ from service.errors import (
     Throttled,
     TokenBrokerError,
 )
+from service.validation import describe
 
 log = structlog.get_logger(__name__)
 
@@ -98,10 +99,7 @@ async def validation_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
     # FastAPI's default answer quotes the rejected input; this one names only
     # where the problem is and what kind it is.
-    problems = [
-        f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
-        for problem in error.errors()
-    ]
+    problems = describe(error.errors())
     return error_response(request, 400, "invalid_request", "; ".join(problems[:5]))
 
 

@@ -21,6 +21,7 @@ from service.http import NO_STORE
 from service.rotation.bulk import BulkResult
 from service.rotation.consumers import Consumer
 from service.rotation.records import Rotation, State, StepRecord
+from service.validation import describe
 
 router = APIRouter(tags=["rotation"])
 
@@ -87,11 +88,8 @@ async def rotate_many(
     try:
         body = BulkRequest.model_validate_json(await request.body())
     except ValidationError as error:
-        problems = [
-            f"{'.'.join(str(p) for p in problem['loc']) or 'body'}: {problem['msg']}"
-            for problem in error.errors(include_input=False, include_url=False)
-        ]
-        raise InvalidRequest("; ".join(problems[:5])) from None
+        details = error.errors(include_input=False, include_url=False)
+        raise InvalidRequest("; ".join(describe(details, BulkRequest)[:5])) from None
     results = await broker.rotation.bulk(environment, principal, body.pattern)
     await audit_request(
         request, "rotation.bulk", target=body.pattern, secrets=len(results)

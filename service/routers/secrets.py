@@ -21,6 +21,7 @@ from service.dependencies import BrokerDep, EnvironmentDep, PrincipalDep
 from service.errors import InvalidRequest
 from service.http import NO_STORE
 from service.sensitive import Sensitive
+from service.validation import describe
 
 log = structlog.get_logger(__name__)
 router = APIRouter(tags=["secrets"])
@@ -165,12 +166,8 @@ def _parse_write(body: bytes) -> SecretWrite:
     try:
         return SecretWrite.model_validate_json(body)
     except ValidationError as error:
-        problems = [
-            f"{'.'.join(str(part) for part in problem['loc']) or 'body'}: "
-            f"{problem['msg']}"
-            for problem in error.errors(include_input=False, include_url=False)
-        ]
-        raise InvalidRequest("; ".join(problems[:5])) from None
+        details = error.errors(include_input=False, include_url=False)
+        raise InvalidRequest("; ".join(describe(details, SecretWrite)[:5])) from None
 
 
 def _decode_value(write: SecretWrite) -> Sensitive:
