@@ -105,7 +105,7 @@ def check_file(path: Path) -> tuple[PolicyDocument | None, Any, list[Problem]]:
         return PolicyDocument.model_validate(data), root, []
     except ValidationError as error:
         details = error.errors(include_input=False, include_url=False)
-        sentences = describe_errors(name, error)
+        sentences = describe_errors(name, error, data)
         return None, root, [
             _field_problem(shown, name, sentence, _line(root, detail["loc"]))
             for detail, sentence in zip(details, sentences, strict=True)

@@ -33,13 +33,15 @@ from policies.match import Pattern, validate_secret_name
 from policies.rates import RateField
 from policies.scopes import Action, is_broker_scope, is_scope_token
 from service.errors import InvalidRequest, PolicyInvalid
+from service.validation import UNKNOWN_FIELD, allowed_fields, model_at
 
 SERVICE_NAME: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 DOCUMENT_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 BACKEND_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 _BACKEND_PATH: Final = re.compile(r"[^\x00-\x1f\x7f]{1,1024}")
 _CRON_FIELD: Final = re.compile(r"[0-9A-Za-z*/,?#-]+")
-# An unknown key is shown in a problem only when it reads like a field name.
+# A location holds field names and validated service and secret names only (an
+# unknown key is never shown); this guards that anything else stays out too.
 _SHOWN_KEY: Final = re.compile(r"[A-Za-z0-9._/*:-]{1,128}")
 
 
@@ -234,19 +236,26 @@ def parse_document(name: str, text: str | bytes, media_type: str) -> PolicyDocum
     try:
         return PolicyDocument.model_validate(data)
     except ValidationError as error:
-        problems = describe_errors(name, error)
+        problems = describe_errors(name, error, data)
         if len(problems) == 1:
             raise PolicyInvalid(problems[0], problems) from None
         message = f"policy '{name}': {len(problems)} problems"
         raise PolicyInvalid(message, problems) from None
 
 
-def describe_errors(document: str, error: ValidationError) -> list[str]:
-    """One sentence per validation error, naming document, field and problem."""
+def describe_errors(
+    document: str, error: ValidationError, data: dict[str, Any]
+) -> list[str]:
+    """One sentence per validation error, naming document, field and problem.
+
+    `data` is what was validated; an unknown field is named by its position in
+    its mapping and the fields allowed there, never by its key.
+    """
     details = error.errors(include_input=False, include_url=False)
     bad_keys = {tuple(d["loc"][:-1]) for d in details if _is_key(d)}
     return [
-        f"policy '{document}': {_location(d, bad_keys)}: {_problem(d)}" for d in details
+        f"policy '{document}': {_location(d, bad_keys)}: {_problem(d, data)}"
+        for d in details
     ]
 
 
@@ -258,7 +267,7 @@ def _location(detail: ErrorDetails, bad_keys: set[tuple[int | str, ...]]) -> str
     loc = detail["loc"]
     if _is_key(detail):
         loc = loc[:-2]
-    elif detail["type"] == "invalid_key":
+    elif detail["type"] in ("invalid_key", UNKNOWN_FIELD):
         loc = loc[:-1]
     path = ""
     for index, part in enumerate(loc):
@@ -274,7 +283,6 @@ def _location(detail: ErrorDetails, bad_keys: set[tuple[int | str, ...]]) -> str
 
 
 _PROBLEMS: Final = {
-    "extra_forbidden": "unknown field",
     "missing": "required field is missing",
     "string_type": "expected a string",
     "bool_type": "expected true or false",
@@ -289,13 +297,36 @@ _PROBLEMS: Final = {
 }
 
 
-def _problem(detail: ErrorDetails) -> str:
+def _problem(detail: ErrorDetails, data: dict[str, Any]) -> str:
     prefix = "invalid key: " if _is_key(detail) else ""
     kind = detail["type"]
     ctx = detail.get("ctx", {})
+    if kind == UNKNOWN_FIELD:
+        return _unknown_field(detail["loc"], data)
     if kind == "value_error":
         return prefix + str(ctx.get("error", "invalid value"))
     if kind == "enum":
         return f"{prefix}expected {ctx.get('expected', 'a listed value')}"
     # pydantic's own messages are templates that never contain the input.
     return prefix + _PROBLEMS.get(kind, detail["msg"])
+
+
+def _unknown_field(loc: tuple[int | str, ...], data: dict[str, Any]) -> str:
+    parent = model_at(PolicyDocument, loc[:-1])
+    allowed = allowed_fields(parent) if parent is not None else "none"
+    position = _position(data, loc)
+    key = f"key {position}" if position is not None else "a key"
+    return f"{key} is not a known field; allowed: {allowed}"
+
+
+def _position(data: dict[str, Any], loc: tuple[int | str, ...]) -> int | None:
+    """The 1-based place of the key `loc` ends in, within its mapping."""
+    node: Any = data
+    for part in loc[:-1]:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    if not isinstance(node, dict) or loc[-1] not in node:
+        return None
+    return list(node).index(loc[-1]) + 1

@@ -506,7 +506,6 @@ ECHO_BUGS = {
     "if-match-value": "BUG: the 412 answer quotes the If-Match value sent",
     "token-scope": "BUG: invalid_scope echoes a well-formed requested scope",
     "token-audience": "BUG: invalid_scope echoes the requested audience",
-    "policy-unknown-key": "BUG: a policy 400 names an unknown key, echoing it",
 }
 
 

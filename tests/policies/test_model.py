@@ -175,7 +175,8 @@ def test_generator_repr_names_parameters_without_their_values() -> None:
         ),
         (
             f"services: {{billing-api: {{secrets: {{reed: [{CANARY}]}}}}}}",
-            "services.billing-api.secrets.reed: unknown field",
+            "services.billing-api.secrets: key 1 is not a known field; "
+            "allowed: read, write, rotate, revoke, deny",
         ),
         (
             f"services: {{billing-api: {{admin: {CANARY}}}}}",
@@ -220,7 +221,8 @@ def test_generator_repr_names_parameters_without_their_values() -> None:
         ),
         (
             f"secrets: {{payments/key: {{value: {CANARY}}}}}",
-            "secrets.payments/key.value: unknown field",
+            "secrets.payments/key: key 1 is not a known field; "
+            "allowed: backend, path, rotation",
         ),
         (
             "secrets: {payments/key: {rotation: "
@@ -261,7 +263,7 @@ def test_generator_repr_names_parameters_without_their_values() -> None:
         ),
         (
             f"other: {CANARY}",
-            "other: unknown field",
+            "(top level): key 1 is not a known field; allowed: services, secrets",
         ),
         (
             f"7: {CANARY}",
@@ -335,12 +337,24 @@ def test_value_errors_under_an_invalid_key_hide_the_key() -> None:
     )
 
 
+def test_an_unknown_key_is_not_shown_but_placed() -> None:
+    """Even a key that reads like a field name may be a pasted secret."""
+    key = f"admin-{CANARY}"
+    found = problems(f"services: {{billing-api: {{max_ttl: 5m, {key}: 1}}}}")
+
+    assert found == [
+        "policy 'payments': services.billing-api: key 2 is not a known field; "
+        "allowed: admin, secrets, tokens, max_ttl, rate_limit"
+    ]
+
+
 def test_an_unknown_key_that_is_not_a_field_name_is_not_shown() -> None:
     key = f'"reed\\n{CANARY}"'
     found = problems(f"services: {{billing-api: {{{key}: 1}}}}")
 
     assert found == [
-        "policy 'payments': services.billing-api.<unreadable key>: unknown field"
+        "policy 'payments': services.billing-api: key 1 is not a known field; "
+        "allowed: admin, secrets, tokens, max_ttl, rate_limit"
     ]
 
 
