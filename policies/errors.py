@@ -7,9 +7,8 @@ InvalidRequest (service.errors)
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-from policies.scopes import is_scope_token
 from service.errors import InvalidRequest
 
 
@@ -27,10 +26,24 @@ class UnknownService(InvalidScope):
     """No policy document of the environment names the service."""
 
 
-def refused_message(refused: Iterable[str], audience: str | None = None) -> str:
-    """A sentence listing the refused scopes; a malformed one is not repeated."""
-    shown = [
-        scope if is_scope_token(scope) else "<malformed scope>" for scope in refused
+def refused_message(
+    requested: Sequence[str], refused: Iterable[str], *, audience: bool = False
+) -> str:
+    """A sentence placing the refused scopes among those requested, by position.
+
+    A requested scope or audience is the caller's text, and callers paste the
+    wrong thing into it; the answer repeats neither.
+    """
+    target = " for the requested audience" if audience else ""
+    if len(requested) == 1:
+        return f"the requested scope is not granted to this client{target}"
+    not_granted = set(refused)
+    positions = [
+        str(place) for place, scope in enumerate(requested, 1) if scope in not_granted
     ]
-    target = f" for audience '{audience}'" if audience else ""
-    return f"scope not granted{target}: {' '.join(shown)}"
+    if len(positions) == 1:
+        which = f"requested scope {positions[0]} of {len(requested)} is"
+    else:
+        listed = f"{', '.join(positions[:-1])} and {positions[-1]}"
+        which = f"requested scopes {listed} of {len(requested)} are"
+    return f"{which} not granted to this client{target}"

@@ -409,7 +409,7 @@ def _broker_scopes(view: _ServiceView, requested: list[str]) -> tuple[str, ...]:
 
     refused = [scope for scope in requested if not _grantable(view, scope)]
     if refused:
-        raise InvalidScope(refused_message(refused), refused)
+        raise InvalidScope(refused_message(requested, refused), refused)
     return tuple(requested)
 
 
@@ -433,14 +433,15 @@ def _audience_scopes(
 
     listed = view.tokens.get(audience, {})
     if not listed and not requested:
-        message = f"no scope for audience '{audience}' is granted to this service"
-        raise InvalidScope(message)
+        raise InvalidScope(
+            "no scope for the requested audience is granted to this client"
+        )
     if not requested:
         return tuple(listed)
 
     refused = [scope for scope in requested if scope not in listed]
     if refused:
-        raise InvalidScope(refused_message(refused, audience), refused)
+        raise InvalidScope(refused_message(requested, refused, audience=True), refused)
     return tuple(requested)
 
 

@@ -504,8 +504,6 @@ CASES = [
 
 ECHO_BUGS = {
     "if-match-value": "BUG: the 412 answer quotes the If-Match value sent",
-    "token-scope": "BUG: invalid_scope echoes a well-formed requested scope",
-    "token-audience": "BUG: invalid_scope echoes the requested audience",
 }
 
 

@@ -333,7 +333,9 @@ def test_invalid_scope_lists_every_refused_scope_and_only_those(
     )
 
     assert error.refused == ("admin", "secrets:write:payments/x")
-    assert error.message == "scope not granted: admin secrets:write:payments/x"
+    assert (
+        error.message == "requested scopes 2 and 3 of 3 are not granted to this client"
+    )
 
 
 def test_nothing_is_silently_narrowed(payments: Policy) -> None:
@@ -348,7 +350,15 @@ def test_a_malformed_scope_is_not_repeated(payments: Policy) -> None:
     error = refused(payments, "billing-api", ['CANARY-7f3a "quoted"'])
 
     assert "CANARY-7f3a" not in error.message
-    assert error.message == "scope not granted: <malformed scope>"
+    assert error.message == "the requested scope is not granted to this client"
+
+
+def test_a_well_formed_scope_is_not_repeated_either(payments: Policy) -> None:
+    """A scope token is still the caller's text; it may hold a pasted secret."""
+    error = refused(payments, "billing-api", ["secrets:read:payments/*", "CANARY-7f3a"])
+
+    assert "CANARY-7f3a" not in error.message
+    assert error.message == "requested scope 2 of 2 is not granted to this client"
 
 
 def test_a_requested_scope_twice_is_granted_once(payments: Policy) -> None:
@@ -402,7 +412,10 @@ def test_audience_scope_not_listed_is_refused(payments: Policy, scope: str) -> N
     error = refused(payments, "billing-api", ["ledger:read", scope], "ledger-api")
 
     assert error.refused == (scope,)
-    assert error.message == f"scope not granted for audience 'ledger-api': {scope}"
+    assert error.message == (
+        "requested scope 2 of 2 is not granted to this client for the requested "
+        "audience"
+    )
 
 
 def test_an_audience_the_service_may_not_target_is_invalid_scope(
@@ -410,7 +423,9 @@ def test_an_audience_the_service_may_not_target_is_invalid_scope(
 ) -> None:
     error = refused(payments, "billing-api", None, "hr-api")
 
-    assert error.message == "no scope for audience 'hr-api' is granted to this service"
+    assert error.message == (
+        "no scope for the requested audience is granted to this client"
+    )
 
 
 def test_a_malformed_audience_is_invalid_request(payments: Policy) -> None:
