@@ -184,7 +184,7 @@ class AwsStages:
             except PreconditionFailed:
                 if token or not self._abandoned(path, name, version, expected):
                     raise PreconditionFailed(
-                        f"secret {path!r}: another write on version {expected} "
+                        f"secret {path!r}: another write on the expected version "
                         "won or is in progress"
                     ) from None
                 log.warning("aws.cas.abandoned", backend=self.name, path=path)
@@ -195,10 +195,10 @@ class AwsStages:
             self._relabel(path, name, STAGED, away=version)
             now = self._describe(path, name).current
             raise PreconditionFailed(
-                f"secret {path!r} is at version {now}, not {expected}"
+                f"secret {path!r} is at version {now}, not the one expected"
             )
         raise Conflict(
-            f"secret {path!r}: earlier writes on version {expected} were abandoned; "
+            f"secret {path!r}: earlier writes on the expected version were abandoned; "
             "write without a precondition to move on"
         )
 
@@ -249,11 +249,11 @@ class AwsStages:
             state = self._describe(path, name)
         except SecretNotFound:
             raise PreconditionFailed(
-                f"secret {path!r} does not exist; expected version {expected}"
+                f"secret {path!r} does not exist; no version matches"
             ) from None
         if state.current != expected:
             raise PreconditionFailed(
-                f"secret {path!r} is at version {state.current}, not {expected}"
+                f"secret {path!r} is at version {state.current}, not the one expected"
             )
         return state
 

@@ -156,7 +156,7 @@ def check_expected(
         return
     if current is None or expected != current:
         raise PreconditionFailed(
-            f"secret {path!r} is at version {current}, not {expected}"
+            f"secret {path!r} is at version {current}, not the one expected"
         )
 
 

@@ -163,8 +163,7 @@ class LocalBackend:
         if claimed is None:
             if isinstance(expected_version, str):
                 raise PreconditionFailed(
-                    f"secret {path!r} does not exist; expected version "
-                    f"{expected_version}"
+                    f"secret {path!r} does not exist; no version matches"
                 )
             number, current = 1, None
             connection.execute(
@@ -368,7 +367,7 @@ def _check_expected(
         )
     if current is None or expected != str(current):
         raise PreconditionFailed(
-            f"secret {path!r} is at version {current}, not {expected}"
+            f"secret {path!r} is at version {current}, not the one expected"
         )
 
 

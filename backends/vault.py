@@ -714,12 +714,10 @@ def _check_expected(
         state = "exists (latest version deleted)" if deleted else "already exists"
         raise PreconditionFailed(f"secret {path!r} {state}; current version {number}")
     if secret is None:
-        raise PreconditionFailed(
-            f"secret {path!r} does not exist; expected version {expected}"
-        )
+        raise PreconditionFailed(f"secret {path!r} does not exist; no version matches")
     if current is None or expected != str(current):
         raise PreconditionFailed(
-            f"secret {path!r} is at version {current}, not {expected}"
+            f"secret {path!r} is at version {current}, not the one expected"
         )
 
 

@@ -188,7 +188,7 @@ class Case:
 
 
 def _own(name: str) -> str:
-    """A canary of its own for a path known to echo, so one leak stays one test."""
+    """A canary of its own for a path that once echoed, so a relapse is one test."""
     return f"canary-{name}-{uuid.uuid4().hex}"
 
 
@@ -502,21 +502,8 @@ CASES = [
     ),
 ]
 
-ECHO_BUGS = {
-    "if-match-value": "BUG: the 412 answer quotes the If-Match value sent",
-}
 
-
-def case_params() -> list[object]:
-    params = []
-    for case in CASES:
-        reason = ECHO_BUGS.get(case.id)
-        marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-        params.append(pytest.param(case.id, id=case.id, marks=marks))
-    return params
-
-
-@pytest.mark.parametrize("case_id", case_params())
+@pytest.mark.parametrize("case_id", [case.id for case in CASES])
 def test_error_answer_does_not_echo_the_canary_sent(run: Run, case_id: str) -> None:
     case = next(case for case in CASES if case.id == case_id)
     response = run.cases[case_id]
@@ -568,8 +555,6 @@ def all_canaries(run: Run) -> list[str | bytes]:
 def test_each_canary_appears_only_in_the_answer_it_belongs_to(run: Run) -> None:
     leaks = []
     for response in run.broker.client.responses:
-        if any(response is run.cases[bug] for bug in ECHO_BUGS):
-            continue  # each known echo is its own failing test above
         seen = exchange_bytes(response)
         for kind, value in real_canaries(run).items():
             belongs = any(response is ok for ok in run.allowed.get(kind, []))
