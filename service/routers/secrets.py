@@ -183,12 +183,24 @@ def _decode_value(write: SecretWrite) -> Sensitive:
 
 
 def _etag(header: str | None) -> str | None:
+    """The version an If-Match names; None only when there is no If-Match.
+
+    An empty tag (`""`) names no version, so the compare-and-set fails (412);
+    it never turns the write into an unconditional one. A tag that cannot be
+    read is 400.
+    """
     if header is None:
         return None
     tag = header.strip()
+    if not tag:
+        raise InvalidRequest('If-Match is empty; send the version as "VERSION"')
     if tag.startswith("W/"):
         raise InvalidRequest("If-Match needs a strong version tag")
-    return tag.strip('"') or None
+    if not tag.startswith('"'):
+        return tag
+    if len(tag) < 2 or not tag.endswith('"'):
+        raise InvalidRequest("If-Match has an unterminated quoted tag")
+    return tag[1:-1]
 
 
 def _iso(moment: object) -> str | None:
