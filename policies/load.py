@@ -9,11 +9,11 @@ line, never the content.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Final, cast
 
 import yaml  # type: ignore[import-untyped, unused-ignore]
 
+from service import json_body
 from service.errors import PayloadTooLarge, PolicyInvalid
 
 MAX_BYTES: Final = 1024 * 1024
@@ -76,26 +76,9 @@ def _load(text: str, media_type: str) -> object:
 
 def _load_json(text: str) -> object:
     try:
-        return json.loads(
-            text,
-            object_pairs_hook=_json_object,
-            parse_constant=_json_constant,
-        )
-    except json.JSONDecodeError as error:
-        raise _Refused("not valid JSON", error.lineno) from None
-    except RecursionError:
-        raise _Refused("nested too deeply") from None
-
-
-def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    data = dict(pairs)
-    if len(data) != len(pairs):
-        raise _Refused("duplicate key in a JSON object")
-    return data
-
-
-def _json_constant(name: str) -> object:
-    raise _Refused("NaN and Infinity are not JSON values")
+        return json_body.loads(text, max_depth=MAX_DEPTH)
+    except json_body.MalformedJson as malformed:
+        raise _Refused(malformed.problem, malformed.line) from None
 
 
 def _load_yaml(text: str) -> object:

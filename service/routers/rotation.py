@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from backends.base import Stage
@@ -18,10 +18,10 @@ from service.dependencies import BrokerDep, EnvironmentDep, PrincipalDep
 from service.environment import Environment
 from service.errors import InvalidRequest, SecretNotFound
 from service.http import NO_STORE
+from service.json_body import read_model
 from service.rotation.bulk import BulkResult
 from service.rotation.consumers import Consumer
 from service.rotation.records import Rotation, State, StepRecord
-from service.validation import describe
 
 router = APIRouter(tags=["rotation"])
 
@@ -85,11 +85,7 @@ async def rotate_many(
     broker: BrokerDep,
 ) -> JSONResponse:
     """Rotate every secret a pattern matches, in rate-limited batches."""
-    try:
-        body = BulkRequest.model_validate_json(await request.body())
-    except ValidationError as error:
-        details = error.errors(include_input=False, include_url=False)
-        raise InvalidRequest("; ".join(describe(details, BulkRequest)[:5])) from None
+    body = read_model(BulkRequest, await request.body())
     results = await broker.rotation.bulk(environment, principal, body.pattern)
     await audit_request(
         request, "rotation.bulk", target=body.pattern, secrets=len(results)

@@ -13,15 +13,15 @@ from typing import Annotated, Literal
 import structlog
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from backends.base import SecretVersion, Stage
 from service.audit_http import audit_request
 from service.dependencies import BrokerDep, EnvironmentDep, PrincipalDep
 from service.errors import InvalidRequest
 from service.http import NO_STORE
+from service.json_body import read_model
 from service.sensitive import Sensitive
-from service.validation import describe
 
 log = structlog.get_logger(__name__)
 router = APIRouter(tags=["secrets"])
@@ -109,7 +109,7 @@ async def write_secret(
     if_match: Annotated[str | None, Header(max_length=140)] = None,
     if_none_match: Annotated[str | None, Header(max_length=8)] = None,
 ) -> JSONResponse:
-    write = _parse_write(await request.body())
+    write = read_model(SecretWrite, await request.body())
     value = _decode_value(write)
     if if_none_match is not None and if_none_match.strip() != "*":
         raise InvalidRequest("If-None-Match accepts only *")
@@ -160,14 +160,6 @@ def _stage_of(found: SecretVersion) -> Stage | None:
         if stage in found.info.stages:
             return stage
     return None
-
-
-def _parse_write(body: bytes) -> SecretWrite:
-    try:
-        return SecretWrite.model_validate_json(body)
-    except ValidationError as error:
-        details = error.errors(include_input=False, include_url=False)
-        raise InvalidRequest("; ".join(describe(details, SecretWrite)[:5])) from None
 
 
 def _decode_value(write: SecretWrite) -> Sensitive:

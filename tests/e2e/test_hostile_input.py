@@ -371,15 +371,28 @@ def test_unreadable_secret_body_is_400(
     assert_precise_client_error(response, 400)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="BUG: duplicate JSON keys in a secret write: last one wins"
-)
 def test_json_with_duplicate_keys_is_refused(dev_broker: DevBroker, admin: str) -> None:
     """Two `value` keys are ambiguous: a proxy may read one and the broker another."""
     response = dev_broker.client.request(
         "PUT",
         "secrets/hostile/duplicate",
         content=b'{"value": "first", "value": "second"}',
+        headers={**bearer(admin), "Content-Type": "application/json"},
+    )
+
+    assert_precise_client_error(response, 400)
+    assert "second" not in response.text
+    assert dev_broker.client.get_secret(admin, "hostile/duplicate").status_code == 404
+
+
+def test_a_bulk_rotation_with_duplicate_keys_is_refused(
+    dev_broker: DevBroker, admin: str
+) -> None:
+    """Every JSON body is read the one strict way, not only secret writes."""
+    response = dev_broker.client.request(
+        "POST",
+        "rotations",
+        content=b'{"pattern": "nothing/*", "pattern": "nowhere/*"}',
         headers={**bearer(admin), "Content-Type": "application/json"},
     )
 
