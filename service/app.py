@@ -13,6 +13,7 @@ from service.metrics import RequestMetrics
 from service.routers import (
     audit,
     health,
+    keys,
     metrics,
     oauth,
     policies,
@@ -20,6 +21,7 @@ from service.routers import (
     rotation,
     secrets,
     services,
+    tokens,
 )
 
 # Room for JSON escaping and base64 around a value at the size limit; the value
@@ -43,7 +45,7 @@ def create_app(broker: Broker) -> FastAPI:
     # otherwise be taken for secret names by the secrets router.
     for module in (oauth, rotation, secrets, policies, services, health, metrics):
         app.include_router(module.router)
-    for module in (policy_history, audit):
+    for module in (policy_history, audit, tokens, keys):
         app.include_router(module.router)
     body_limit = max(
         MIN_BODY_LIMIT, broker.settings.max_secret_bytes * BODY_OVERHEAD_FACTOR
@@ -56,10 +58,13 @@ def create_app(broker: Broker) -> FastAPI:
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Run the broker's background work (rotation) while the app serves."""
+    """Run the broker's background work (rotation, revocation feed) while the
+    app serves."""
     broker: Broker = app.state.broker
     broker.rotation.start()
+    broker.revocations.start()
     try:
         yield
     finally:
+        broker.revocations.stop()
         broker.rotation.stop()

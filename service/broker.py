@@ -27,6 +27,8 @@ from service.limits import Limits
 from service.metrics import BrokerMetrics, metered
 from service.overlap import check_overlaps
 from service.policy_store import PolicyStore
+from service.revocation_store import RevocationStore
+from service.revocations import Revocations
 from service.rotation.service import RotationService
 from service.secret_access import SecretAccess
 from service.store.database import open_store
@@ -66,8 +68,17 @@ class Broker:
             self.engine, self.clock, on_commit=self.observed.audit_committed
         )
         self.limits = Limits(settings.rate_limits, self.clock)
+        self.revocations = Revocations(
+            RevocationStore(self.engine, self.clock),
+            self.audit,
+            self.clock,
+            settings.revocation,
+            source=self.public_url,
+            registry=self.metrics,
+        )
         names = _served(settings, only_env)
         self.environments = {name: self._build_environment(name) for name in names}
+        self.revocations.load(self.engine)
         self.rotation = RotationService(
             engine=self.engine,
             environments=self.environments,
@@ -78,6 +89,7 @@ class Broker:
             secrets=self.secrets,
             source=self.public_url,
         )
+        self.revocations.publish = self.rotation.webhooks.publish
         if settings.policies_dir is not None:
             self.load_policy_folder(settings.policies_dir)
         log.info("broker_ready", environments=sorted(self.environments))
@@ -117,6 +129,7 @@ class Broker:
 
     def close(self) -> None:
         self.rotation.stop()
+        self.revocations.stop()
         for environment in self.environments.values():
             for backend in environment.backends.values():
                 backend.close()
@@ -142,14 +155,17 @@ class Broker:
             )
             for backend_name, options in config.backends.items()
         }
-        keyring = KeyRing(name, self.engine, self.kek, self.clock)
+        keyring = KeyRing(
+            name, self.engine, self.kek, self.clock, self.settings.signing_keys
+        )
         keyring.load()
+        revoked = self.revocations.serve(name, keyring)
         issuer = f"{self.public_url}/v1/{name}"
         policy, revision = self.policies.load(name, backends)
         return Environment(
             name,
             issuer=issuer,
-            tokens=TokenAuthority(name, issuer, keyring, self.clock),
+            tokens=TokenAuthority(name, issuer, keyring, self.clock, revoked=revoked),
             backends=backends,
             default_backend=config.default_backend,
             policy=policy,

@@ -29,7 +29,9 @@ from pydantic_settings import (
 )
 
 from service.errors import ConfigurationError
+from service.key_schedule import SigningKeySettings
 from service.limits import RateLimitSettings
+from service.revocation_feed import RevocationSettings
 from service.rotation.settings import RotationSettings, WebhookTarget
 
 ENV_PREFIX = "TOKENBROKER_"
@@ -82,6 +84,10 @@ class Settings(BaseSettings):
     # Groups of ENV.BACKEND that may overlap on purpose; see service/overlap.py.
     allow_shared_backends: tuple[tuple[str, ...], ...] = ()
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    # Propagation of revocations between processes; see service/revocation_feed.py.
+    revocation: RevocationSettings = Field(default_factory=RevocationSettings)
+    # Signing-key rotation; see service/key_schedule.py.
+    signing_keys: SigningKeySettings = Field(default_factory=SigningKeySettings)
 
     @field_validator("environments")
     @classmethod

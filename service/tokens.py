@@ -5,7 +5,9 @@ key, bad signature, malformed): the caller learns only that the token is not
 valid, the log gets the reason and the token's fingerprint, never the token.
 
 A verified token is kept in a bounded cache until it expires, so a service that
-reuses its token pays for the signature check once.
+reuses its token pays for the signature check once. Revocation is checked on
+every call all the same, cache hit or not, against the environment's
+`RevocationSet` in memory (three hash lookups; see service/revocation_set.py).
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from cachetools import TLRUCache
 
 from policies.match import Pattern
 from service.clock import Clock
-from service.errors import AuthenticationFailed
-from service.keys import ALGORITHM, KeyRing
+from service.errors import AuthenticationFailed, TokenBrokerError
+from service.keys import ALGORITHM, KeyRing, NoSigningKey
+from service.revocation_set import RevocationSet
 
 log = structlog.get_logger(__name__)
 
@@ -50,9 +53,12 @@ class Principal:
     expires_at: float
     admin: bool = False
     patterns: dict[str, tuple[Pattern, ...]] = field(default_factory=dict, repr=False)
+    kid: str = ""
+    issued_at: float = 0.0
+    audience: str = ""
 
     @classmethod
-    def from_claims(cls, claims: dict[str, Any]) -> Principal:
+    def from_claims(cls, claims: dict[str, Any], kid: str = "") -> Principal:
         scopes = tuple(str(claims["scope"]).split())
         patterns: dict[str, list[Pattern]] = {action: [] for action in SECRET_ACTIONS}
         for scope in scopes:
@@ -68,6 +74,9 @@ class Principal:
             expires_at=float(claims["exp"]),
             admin="admin" in scopes,
             patterns={action: tuple(found) for action, found in patterns.items()},
+            kid=kid,
+            issued_at=float(claims["iat"]),
+            audience=str(claims["aud"]),
         )
 
     def may(self, action: str, secret_name: str) -> bool:
@@ -97,11 +106,13 @@ class TokenAuthority:
         keyring: KeyRing,
         clock: Clock,
         *,
+        revoked: RevocationSet | None = None,
         cache_size: int = 100_000,
     ) -> None:
         self.env = env
         self.issuer = issuer
         self.keyring = keyring
+        self.revoked = revoked or RevocationSet(env)
         self._clock = clock
         self._verified: TLRUCache[str, Principal] = TLRUCache(
             maxsize=cache_size,
@@ -117,12 +128,20 @@ class TokenAuthority:
         audience: str | None,
         ttl: int,
     ) -> IssuedToken:
-        """A signed token; its lifetime never outlasts the signing key (case C12)."""
+        """A signed token; its lifetime never outlasts the signing key (case C12).
+
+        Raises NoSigningKey (503) rather than answer a token that is expired
+        or revoked the moment it is made.
+        """
         key = self.keyring.signing_key()
         now = int(self._clock.now())
         expires = min(now + ttl, int(key.not_after_timestamp))
         if expires <= now:
-            raise AuthenticationFailed("no signing key can cover a token lifetime")
+            raise NoSigningKey("no signing key can cover a token lifetime")
+        if now < self.revoked.issuable_from(service):
+            raise ServiceRevokedJustNow(
+                "the service's tokens were revoked this second; ask again"
+            )
         jti = secrets.token_urlsafe(16)
         scope = " ".join(scopes)
         claims = {
@@ -150,10 +169,37 @@ class TokenAuthority:
         Raises AuthenticationFailed, with the same message for every reason.
         """
         principal = self._verified.get(token)
-        if principal is not None:
-            return principal
+        if principal is None:
+            principal = self._principal(token, self.issuer)
+            self._verified[token] = principal
+        revoked = self.revoked.revoked(principal)
+        if revoked is not None:
+            log.info(
+                "token_rejected",
+                env=self.env,
+                reason=f"revoked_{revoked.value}",
+                jti=principal.jti,
+                service=principal.service,
+            )
+            raise AuthenticationFailed("the bearer token is not valid")
+        return principal
+
+    def inspect(self, token: str) -> Principal | None:
+        """The principal of a valid, unrevoked token of this environment for
+        any audience (service-to-service tokens too), or None.
+
+        For introspection and revocation (RFC 7662, RFC 7009): not cached.
+        """
         try:
-            principal = Principal.from_claims(self._decode(token))
+            principal = self._principal(token, None)
+        except AuthenticationFailed:
+            return None
+        return None if self.revoked.revoked(principal) is not None else principal
+
+    def _principal(self, token: str, audience: str | None) -> Principal:
+        try:
+            kid, claims = self._decode(token, audience)
+            return Principal.from_claims(claims, kid)
         except (jwt.PyJWTError, _Unusable, KeyError, ValueError) as error:
             log.info(
                 "token_rejected",
@@ -162,10 +208,8 @@ class TokenAuthority:
                 token_fingerprint=fingerprint(token),
             )
             raise AuthenticationFailed("the bearer token is not valid") from None
-        self._verified[token] = principal
-        return principal
 
-    def _decode(self, token: str) -> dict[str, Any]:
+    def _decode(self, token: str, audience: str | None) -> tuple[str, dict[str, Any]]:
         if len(token) > MAX_TOKEN_LENGTH:
             raise _Unusable("token too long")
         header = jwt.get_unverified_header(token)
@@ -180,11 +224,12 @@ class TokenAuthority:
             token,
             key,
             algorithms=[ALGORITHM],
-            audience=self.issuer,
+            audience=audience,
             issuer=self.issuer,
             # Time is checked below against the broker's clock, which tests move.
             options={
                 "require": REQUIRED_CLAIMS,
+                "verify_aud": audience is not None,
                 "verify_exp": False,
                 "verify_nbf": False,
                 "verify_iat": False,
@@ -195,7 +240,14 @@ class TokenAuthority:
             raise _Unusable("token expired or not yet valid")
         if claims.get("env") != self.env:
             raise _Unusable("token of another environment")
-        return claims
+        return kid, claims
+
+
+class ServiceRevokedJustNow(TokenBrokerError):
+    """A token made now would carry the second of a service-wide revocation."""
+
+    status = 503
+    code = "temporarily_unavailable"
 
 
 class _Unusable(Exception):

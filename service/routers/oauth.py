@@ -6,27 +6,22 @@ Errors follow RFC 6749 section 5.2: `{"error", "error_description"}`, with
 
 from __future__ import annotations
 
-import base64
-import binascii
-from urllib.parse import parse_qsl, unquote_plus
-
 import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from policies.duration import parse_duration
 from service.audit_http import audit_request
-from service.client_auth import authenticate_client
-from service.credentials import InvalidClient
+from service.client_auth import authenticate_client, client_credentials, read_form
 from service.dependencies import BrokerDep, EnvironmentDep
 from service.errors import InvalidRequest
 from service.http import NO_STORE
-from service.sensitive import Sensitive
 
 log = structlog.get_logger(__name__)
 router = APIRouter(tags=["tokens"])
 
-MAX_FORM_FIELDS = 16
+AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+JWKS_MAX_AGE_SECONDS = 60
 
 
 class UnsupportedGrantType(InvalidRequest):
@@ -40,12 +35,13 @@ async def issue_token(
     request: Request, environment: EnvironmentDep, broker: BrokerDep
 ) -> JSONResponse:
     """Client-credentials grant (RFC 6749 section 4.4)."""
-    form = await _form(request)
+    form = await read_form(request)
     if form.get("grant_type") != "client_credentials":
         raise UnsupportedGrantType("grant_type must be client_credentials")
-    client_id, secret = _client_credentials(request, form)
+    client_id, secret = client_credentials(request, form)
 
     service = await authenticate_client(request, broker, environment, client_id, secret)
+    await broker.revocations.wait_until_issuable(environment.name, service)
     requested = form.get("scope", "").split() or None
     audience = form.get("audience") or None
     grant = environment.policy.grant(service, requested, audience)
@@ -89,11 +85,12 @@ async def discovery(environment: EnvironmentDep) -> JSONResponse:
             "issuer": issuer,
             "jwks_uri": f"{issuer}/jwks.json",
             "token_endpoint": f"{issuer}/token",
+            "introspection_endpoint": f"{issuer}/introspect",
+            "revocation_endpoint": f"{issuer}/revoke",
             "grant_types_supported": ["client_credentials"],
-            "token_endpoint_auth_methods_supported": [
-                "client_secret_basic",
-                "client_secret_post",
-            ],
+            "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
+            "introspection_endpoint_auth_methods_supported": list(AUTH_METHODS),
+            "revocation_endpoint_auth_methods_supported": list(AUTH_METHODS),
             "id_token_signing_alg_values_supported": ["EdDSA"],
             "response_types_supported": ["token"],
             "subject_types_supported": ["public"],
@@ -103,57 +100,12 @@ async def discovery(environment: EnvironmentDep) -> JSONResponse:
 
 @router.get("/v1/{env}/jwks.json")
 async def jwks(environment: EnvironmentDep) -> JSONResponse:
+    # A short lifetime bounds how long a verifier that honours it keeps a
+    # revoked key (case C09); new keys are published an overlap ahead (C10).
     return JSONResponse(
         environment.tokens.keyring.jwks(),
-        headers={"Cache-Control": "public, max-age=300"},
+        headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE_SECONDS}"},
     )
-
-
-async def _form(request: Request) -> dict[str, str]:
-    media_type = request.headers.get("content-type", "").split(";")[0].strip()
-    if media_type != "application/x-www-form-urlencoded":
-        raise InvalidRequest("the body must be application/x-www-form-urlencoded")
-    body = await request.body()
-    try:
-        pairs = parse_qsl(
-            body.decode("utf-8"),
-            keep_blank_values=True,
-            strict_parsing=False,
-            max_num_fields=MAX_FORM_FIELDS,
-        )
-    except (UnicodeDecodeError, ValueError):
-        raise InvalidRequest("the form body cannot be parsed") from None
-    form = dict(pairs)
-    if len(form) != len(pairs):
-        # RFC 6749 section 3.2: parameters must not be repeated.
-        raise InvalidRequest("a form parameter is repeated")
-    return form
-
-
-def _client_credentials(
-    request: Request, form: dict[str, str]
-) -> tuple[str, Sensitive]:
-    header = request.headers.get("authorization")
-    in_body = "client_secret" in form
-    if header and in_body:
-        raise InvalidRequest("use one client authentication method, not two")
-    if header:
-        scheme, _, encoded = header.partition(" ")
-        if scheme.lower() != "basic":
-            raise InvalidClient("client authentication failed")
-        try:
-            decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError, ValueError):
-            raise InvalidClient("client authentication failed") from None
-        client_id, separator, secret = decoded.partition(":")
-        if not separator:
-            raise InvalidClient("client authentication failed")
-        # RFC 6749 section 2.3.1: both parts are form-encoded before base64.
-        return unquote_plus(client_id), Sensitive.from_text(unquote_plus(secret))
-    client_id = form.get("client_id", "")
-    if not client_id or not in_body:
-        raise InvalidClient("client authentication failed")
-    return client_id, Sensitive.from_text(form["client_secret"])
 
 
 def _lifetime(requested: str | None, default: int, max_ttl: int | None) -> int:

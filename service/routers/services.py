@@ -1,22 +1,26 @@
-"""Service credentials: create one (shown once), list them, revoke one."""
+"""Services: credentials (create one, shown once; list; revoke one), and
+revoking every token of a service, optionally disabling it until enabled."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from service.audit_http import audit_request
+from service.audit_http import audit_request, source_address
+from service.clock import utc
 from service.dependencies import AdminDep, BrokerDep, EnvironmentDep
 from service.environment import Environment
-from service.errors import NotFound
+from service.errors import Conflict, NotFound
 from service.http import NO_STORE
+from service.revocation_set import Revocation
 
 router = APIRouter(tags=["services"])
 
 ServiceName = Annotated[str, Path(max_length=64)]
+Reason = Annotated[str | None, Query(max_length=256)]
 
 
 @router.post("/v1/{env}/services/{service}/credentials", status_code=201)
@@ -81,6 +85,62 @@ async def revoke_credential(
         request, "credential.revoke", target=service, version=credential_id
     )
     return Response(status_code=204)
+
+
+@router.post("/v1/{env}/services/{service}/revoke")
+async def revoke_service(
+    service: ServiceName,
+    request: Request,
+    environment: EnvironmentDep,
+    admin: AdminDep,
+    broker: BrokerDep,
+    disable: bool = False,
+    reason: Reason = None,
+) -> JSONResponse:
+    """Every token the service holds stops working; `disable` refuses new ones."""
+    if disable and service == admin.service:
+        raise Conflict("an admin cannot disable the service it calls as")
+    revoked = await run_in_threadpool(
+        broker.revocations.revoke_service,
+        environment.name,
+        service,
+        disable,
+        reason=reason,
+        actor=admin.service,
+        request_id=request.scope.get("request_id"),
+        source=source_address(request),
+    )
+    return JSONResponse(_service_state(service, revoked))
+
+
+@router.post("/v1/{env}/services/{service}/enable")
+async def enable_service(
+    service: ServiceName,
+    request: Request,
+    environment: EnvironmentDep,
+    admin: AdminDep,
+    broker: BrokerDep,
+    reason: Reason = None,
+) -> JSONResponse:
+    """A disabled service may get tokens again; its old tokens stay revoked."""
+    enabled = await run_in_threadpool(
+        broker.revocations.enable_service,
+        environment.name,
+        service,
+        reason=reason,
+        actor=admin.service,
+        request_id=request.scope.get("request_id"),
+        source=source_address(request),
+    )
+    return JSONResponse(_service_state(service, enabled))
+
+
+def _service_state(service: str, revocation: Revocation) -> dict[str, object]:
+    return {
+        "service": service,
+        "revoked_before": utc(revocation.revoked_at).isoformat(),
+        "disabled": revocation.disabled,
+    }
 
 
 def _require_service(environment: Environment, service: str) -> None:

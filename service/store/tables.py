@@ -69,6 +69,8 @@ signing_keys = Table(
     Column("not_after", UTCDateTime, nullable=False),
     Column("retired_at", UTCDateTime),
     Column("revoked_at", UTCDateTime),
+    # When the key first signs; NULL for keys that signed from `created_at`.
+    Column("activates_at", UTCDateTime),
 )
 
 policy_documents = Table(
