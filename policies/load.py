@@ -19,6 +19,11 @@ from service.errors import PayloadTooLarge, PolicyInvalid
 MAX_BYTES: Final = 1024 * 1024
 MAX_DEPTH: Final = 32
 JSON_MEDIA_TYPES: Final = frozenset({"application/json"})
+# The names YAML goes by in the wild; application/yaml is RFC 9512's.
+YAML_MEDIA_TYPES: Final = frozenset(
+    {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"}
+)
+MEDIA_TYPES: Final = JSON_MEDIA_TYPES | YAML_MEDIA_TYPES
 _MERGE_TAG: Final = "tag:yaml.org,2002:merge"
 
 

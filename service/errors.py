@@ -20,6 +20,7 @@ build them from names, versions and sizes only.
     ├── Conflict                    409 the state changed under the caller
     ├── PreconditionFailed          412 an If-Match version is no longer current
     ├── PayloadTooLarge             413 a body or value is over its limit
+    ├── UnsupportedMediaType        415 a body's media type is not one accepted
     ├── Throttled                   429 the caller or a backend is over its rate
     └── BackendError                502 a secret store failed in an unexpected way
         ├── BackendUnauthorized     502 the store refused the broker's own credential
@@ -130,6 +131,13 @@ class PayloadTooLarge(TokenBrokerError):
 
     status = 413
     code = "payload_too_large"
+
+
+class UnsupportedMediaType(TokenBrokerError):
+    """A body comes in a media type the endpoint does not read."""
+
+    status = 415
+    code = "unsupported_media_type"
 
 
 class Throttled(TokenBrokerError):

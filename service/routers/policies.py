@@ -9,14 +9,17 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from policies.load import MEDIA_TYPES
 from service.audit_http import audit_request
 from service.dependencies import AdminDep, BrokerDep, EnvironmentDep
-from service.errors import InvalidRequest
+from service.errors import InvalidRequest, UnsupportedMediaType
 from service.explain import explanation
 
 router = APIRouter(tags=["policies"])
 
 DocumentName = Annotated[str, Path(max_length=128)]
+ACCEPTED_MEDIA_TYPES = ", ".join(sorted(MEDIA_TYPES))
+UTF8_NAMES = frozenset({"utf-8", "utf8", "us-ascii"})
 
 
 @router.put("/v1/{env}/policies/{name}")
@@ -28,18 +31,18 @@ async def put_policy(
     broker: BrokerDep,
     dry_run: bool = False,
 ) -> JSONResponse:
+    media_type = _media_type(request.headers.get("content-type"))
     body = await request.body()
     try:
         source = body.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidRequest("a policy document is UTF-8 text") from None
-    media_type = request.headers.get("content-type", "application/yaml")
     applied = await run_in_threadpool(
         broker.policies.put,
         environment.name,
         name,
         source,
-        media_type.split(";")[0].strip(),
+        media_type,
         backends=environment.backends,
         actor=admin.service,
         dry_run=dry_run,
@@ -122,3 +125,25 @@ async def delete_policy(
     await run_in_threadpool(broker.reload_policy, environment)
     await audit_request(request, "policy.delete", target=name)
     return Response(status_code=204)
+
+
+def _media_type(header: str | None) -> str:
+    """The base media type of a policy document; YAML when none is given.
+
+    Raises UnsupportedMediaType for a type the loader does not read, or a
+    charset other than UTF-8.
+    """
+    if header is None:
+        return "application/yaml"
+    base, *parameters = header.split(";")
+    media_type = base.strip().lower()
+    charsets = [
+        value.strip().strip('"').lower()
+        for name, _, value in (part.partition("=") for part in parameters)
+        if name.strip().lower() == "charset"
+    ]
+    if media_type not in MEDIA_TYPES or not set(charsets) <= UTF8_NAMES:
+        raise UnsupportedMediaType(
+            f"a policy document is UTF-8 text of one of: {ACCEPTED_MEDIA_TYPES}"
+        )
+    return media_type

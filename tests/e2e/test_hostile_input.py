@@ -623,15 +623,37 @@ def test_a_cron_expression_of_words_is_refused(
     assert_precise_client_error(response, 400)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: any Content-Type is stored as a policy's")
+@pytest.mark.parametrize(
+    "media",
+    ["image/png", "text/plain", "application/x-www-form-urlencoded",
+     "application/yaml; charset=latin-1", ""],
+    ids=["png", "text", "form", "latin-1", "blank"],
+)  # fmt: skip
 def test_a_policy_of_an_unknown_media_type_is_415(
-    dev_broker: DevBroker, admin: str
+    dev_broker: DevBroker, admin: str, media: str
 ) -> None:
-    response = put_policy(
-        dev_broker.client, admin, "media", b"services: {}\n", "image/png"
-    )
+    response = put_policy(dev_broker.client, admin, "media", b"services: {}\n", media)
 
     assert_precise_client_error(response, 415)
+    assert "application/json" in response.json()["error_description"]
+    assert "application/yaml" in response.json()["error_description"]
+    listed = dev_broker.client.request("GET", "policies", headers=bearer(admin))
+    assert "media" not in [policy["name"] for policy in listed.json()["policies"]]
+
+
+@pytest.mark.parametrize(
+    "media",
+    ["application/yaml", "application/x-yaml", "text/yaml",
+     "application/json; charset=UTF-8", "Application/YAML"],
+)  # fmt: skip
+def test_a_policy_in_an_accepted_media_type_is_applied(
+    dev_broker: DevBroker, admin: str, media: str
+) -> None:
+    body = b'{"services": {}}'
+
+    response = put_policy(dev_broker.client, admin, "media-ok", body, media)
+
+    assert response.status_code == 200, response.text
 
 
 def test_a_policy_of_10000_services_is_answered_and_the_broker_keeps_working(
