@@ -9,6 +9,7 @@ line, never the content.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Final, cast
 
 import yaml  # type: ignore[import-untyped, unused-ignore]
@@ -25,6 +26,11 @@ YAML_MEDIA_TYPES: Final = frozenset(
 )
 MEDIA_TYPES: Final = JSON_MEDIA_TYPES | YAML_MEDIA_TYPES
 _MERGE_TAG: Final = "tag:yaml.org,2002:merge"
+# libyaml is many times faster than the pure-Python parser, whose scanner slows
+# down with every open flow collection; it refuses nesting past its own limit
+# (1000 levels by default) with this problem.
+_LOADER: Final = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_NESTING_LIMIT: Final = "maximum nesting depth"
 
 
 class _Refused(Exception):
@@ -88,44 +94,61 @@ def _load_json(text: str) -> object:
 
 def _load_yaml(text: str) -> object:
     try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
-            if isinstance(event, yaml.AliasEvent):
-                line = event.start_mark.line + 1
-                raise _Refused("YAML anchors and aliases are not supported", line)
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        _check_events(yaml.parse(text, Loader=_LOADER))
+        root = yaml.compose(text, Loader=_LOADER)
         if root is None:
             return None
-        _check_node(root, depth=0)
+        _check_node(root)
         return cast(object, yaml.SafeLoader("").construct_document(root))
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         line = mark.line + 1 if mark is not None else None
+        if _NESTING_LIMIT in (error.problem or ""):
+            raise _Refused("nested too deeply", line) from None
         raise _Refused("not valid YAML", line) from None
     except yaml.YAMLError:
         raise _Refused("not valid YAML") from None
-    except RecursionError:
-        raise _Refused("nested too deeply") from None
     except (ValueError, OverflowError):
         # A scalar that resolves to a type it cannot be, like a 13th month.
         raise _Refused("a value cannot be read") from None
 
 
-def _check_node(node: Any, depth: int) -> None:
-    line = node.start_mark.line + 1
-    if depth > MAX_DEPTH:
-        raise _Refused("nested too deeply", line)
+def _check_events(events: Iterator[Any]) -> None:
+    """Refuse aliases, and nesting past MAX_DEPTH as soon as the parser gets there.
 
+    The events come one by one, so a deep document is refused before the rest
+    of it is read, let alone composed into a tree.
+    """
+    depth = 0
+    for event in events:
+        if isinstance(event, yaml.AliasEvent):
+            line = event.start_mark.line + 1
+            raise _Refused("YAML anchors and aliases are not supported", line)
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise _Refused("nested too deeply", event.start_mark.line + 1)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def _check_node(node: Any) -> None:
+    """Refuse duplicate and merge keys; the tree is at most MAX_DEPTH deep."""
     if isinstance(node, yaml.MappingNode):
         keys: set[tuple[str, str]] = set()
         for key, value in node.value:
             if key.tag == _MERGE_TAG:
-                raise _Refused("YAML merge keys are not supported", line)
+                raise _Refused("YAML merge keys are not supported", _line_of(key))
             if isinstance(key, yaml.ScalarNode):
                 if (key.tag, key.value) in keys:
-                    raise _Refused("duplicate key", key.start_mark.line + 1)
+                    raise _Refused("duplicate key", _line_of(key))
                 keys.add((key.tag, key.value))
-            _check_node(key, depth + 1)
-            _check_node(value, depth + 1)
+            _check_node(key)
+            _check_node(value)
     elif isinstance(node, yaml.SequenceNode):
         for item in node.value:
-            _check_node(item, depth + 1)
+            _check_node(item)
+
+
+def _line_of(node: Any) -> int:
+    return int(node.start_mark.line) + 1

@@ -694,11 +694,6 @@ def scratch(tmp_path: Path) -> Iterator[tuple[ScratchBroker, str]]:
         process.kill()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: pure-Python YAML takes minutes on deep flow nesting before "
-    "the depth check (policies/load.py)",
-)
 def test_deeply_nested_yaml_policy_is_refused_quickly(
     scratch: tuple[ScratchBroker, str],
 ) -> None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import time
 
-from policies.load import MAX_BYTES, load_mapping
+import pytest
+import yaml  # type: ignore[import-untyped, unused-ignore]
+
+from policies import load
+from policies.load import MAX_BYTES, MAX_DEPTH, load_mapping
 from service.errors import PayloadTooLarge, PolicyInvalid
 
 CANARY = "CANARY-7f3a"
@@ -96,6 +100,42 @@ def test_several_yaml_documents_in_one_text_are_refused() -> None:
 
 def test_deep_nesting_is_refused() -> None:
     assert "nested too deeply" in refusal("a: " + "[" * 100 + "]" * 100)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: " + "[" * 5000 + "]" * 5000,
+        "a: " + "{b: " * 5000 + "}" * 5000,
+        "".join(f"{'  ' * level}k:\n" for level in range(200)),
+        "".join(f"{'  ' * level}- \n" for level in range(200)),
+    ],
+    ids=["flow-sequences", "flow-mappings", "block-mappings", "block-sequences"],
+)
+def test_deep_nesting_is_refused_before_the_document_is_read(text: str) -> None:
+    started = time.monotonic()
+
+    assert refusal(text).startswith("policy 'payments': line ")
+    assert "nested too deeply" in refusal(text)
+    assert time.monotonic() - started < 1
+
+
+def test_without_libyaml_deep_nesting_is_still_refused_quickly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pure-Python parser is the fallback; it stops at the limit too."""
+    monkeypatch.setattr(load, "_LOADER", yaml.SafeLoader)
+    started = time.monotonic()
+
+    assert "nested too deeply" in refusal("a: " + "[" * 5000 + "]" * 5000)
+    assert time.monotonic() - started < 2
+
+
+def test_nesting_up_to_the_limit_is_read() -> None:
+    text = "a: " + "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1)
+
+    assert load_mapping("payments", text, YAML) is not None
+    assert "nested too deeply" in refusal("a: " + "[" * MAX_DEPTH + "]" * MAX_DEPTH)
 
 
 def test_json_nan_is_refused() -> None:
