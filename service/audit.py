@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from service.audit_chain import AuditEvent, AuditRecord, canonical, chain, timestamp
@@ -40,6 +41,11 @@ log = structlog.get_logger(__name__)
 
 MAX_BATCH = 512
 WAIT_SECONDS = 10.0
+# Under concurrent load the writer waits this long after the first event of a
+# batch, so that one commit carries many requests' records: a commit costs far
+# more than a record, and the wait is small beside a loaded request's latency.
+# An idle broker (a batch of one) commits at once.
+GATHER_SECONDS = 0.003
 GENESIS = "0" * 64
 # Column widths of audit_records: longer text is cut, never refused, so that one
 # odd field cannot fail a whole batch of other requests' records.
@@ -56,8 +62,11 @@ class AuditUnavailable(TokenBrokerError):
 
 @dataclass(slots=True)
 class _Pending:
+    """An event waiting for its commit, and who waits: a thread or a coroutine."""
+
     event: AuditEvent
-    done: Future[AuditRecord]
+    done: Future[AuditRecord] | None = None
+    waiter: asyncio.Future[AuditRecord] | None = None
 
 
 _STOP = object()
@@ -82,6 +91,7 @@ class AuditLog:
         self._on_commit = on_commit
         self._queue: queue.SimpleQueue[_Pending | object] = queue.SimpleQueue()
         self._closed = False
+        self._busy = False
         self._thread = threading.Thread(
             target=self._run, name="tokenbroker-audit", daemon=True
         )
@@ -100,9 +110,10 @@ class AuditLog:
         any other keyword goes into the record's detail. For threads only: in
         the event loop, await `submit`. Raises AuditUnavailable.
         """
-        pending = self._enqueue(self.event(env, action, outcome, **fields))
+        done: Future[AuditRecord] = Future()
+        self._enqueue(_Pending(self.event(env, action, outcome, **fields), done))
         try:
-            return pending.done.result(timeout=self._wait)
+            return done.result(timeout=self._wait)
         except FutureTimeout:
             raise _unavailable() from None
 
@@ -114,10 +125,12 @@ class AuditLog:
         **fields: Any,
     ) -> AuditRecord:
         """`record` for the event loop: awaits the batch's commit."""
-        pending = self._enqueue(self.event(env, action, outcome, **fields))
+        event = self.event(env, action, outcome, **fields)
+        waiter: asyncio.Future[AuditRecord] = asyncio.get_running_loop().create_future()
+        self._enqueue(_Pending(event, None, waiter))
         try:
             async with asyncio.timeout(self._wait):
-                return await asyncio.wrap_future(pending.done)
+                return await waiter
         except TimeoutError:
             raise _unavailable() from None
 
@@ -133,12 +146,10 @@ class AuditLog:
         self._queue.put(_STOP)
         self._thread.join(timeout=self._wait)
 
-    def _enqueue(self, event: AuditEvent) -> _Pending:
+    def _enqueue(self, pending: _Pending) -> None:
         if self._closed:
             raise _unavailable()
-        pending = _Pending(event, Future())
         self._queue.put(pending)
-        return pending
 
     def _run(self) -> None:
         stopping = False
@@ -147,6 +158,8 @@ class AuditLog:
             if first is _STOP:
                 break
             batch = [first]
+            if self._busy:
+                time.sleep(GATHER_SECONDS)
             while len(batch) < self._max_batch:
                 try:
                     item = self._queue.get_nowait()
@@ -156,12 +169,15 @@ class AuditLog:
                     stopping = True
                     break
                 batch.append(item)
+            self._busy = len(batch) > 1
             self._commit([item for item in batch if isinstance(item, _Pending)])
 
     def _commit(self, batch: list[_Pending]) -> None:
         try:
             with self._engine.begin() as connection:
-                written = append(connection, [pending.event for pending in batch])
+                written: Sequence[AuditRecord | None] = append(
+                    connection, [pending.event for pending in batch]
+                )
         except Exception as error:
             # Whatever broke the store (a lost connection, a full disk, a dropped
             # table), every request of the batch must fail rather than go on
@@ -171,13 +187,46 @@ class AuditLog:
                 error_type=type(error).__name__,
                 records=len(batch),
             )
-            for pending in batch:
-                pending.done.set_exception(_unavailable())
-            return
-        for pending, record in zip(batch, written, strict=True):
-            pending.done.set_result(record)
-        if self._on_commit is not None:
+            written = [None] * len(batch)
+        _settle(batch, written)
+        if self._on_commit is not None and written and written[0] is not None:
             self._on_commit(len(batch))
+
+
+def _settle(batch: list[_Pending], written: Sequence[AuditRecord | None]) -> None:
+    """Tell every waiter how its event ended: its record, or AuditUnavailable.
+
+    Coroutines of one event loop are woken by one callback for the whole batch,
+    rather than one thread-safe wake-up each.
+    """
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = defaultdict(list)
+    for pending, record in zip(batch, written, strict=True):
+        if pending.done is not None:
+            if record is None:
+                pending.done.set_exception(_unavailable())
+            else:
+                pending.done.set_result(record)
+        elif pending.waiter is not None:
+            by_loop[pending.waiter.get_loop()].append((pending.waiter, record))
+    for loop, outcomes in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_resolve, outcomes)
+        except RuntimeError:
+            # The loop has closed: nobody is left waiting on it.
+            continue
+
+
+_Outcome = tuple["asyncio.Future[AuditRecord]", "AuditRecord | None"]
+
+
+def _resolve(outcomes: list[_Outcome]) -> None:
+    for waiter, record in outcomes:
+        if waiter.done():
+            continue  # its request timed out and answered 503 already
+        if record is None:
+            waiter.set_exception(_unavailable())
+        else:
+            waiter.set_result(record)
 
 
 def make_event(
@@ -235,29 +284,37 @@ def append(connection: Connection, events: Sequence[AuditEvent]) -> list[AuditRe
             prev_hash = record.hash
             written[index] = record
             rows.append(_row(record))
-        connection.execute(insert(audit_records), rows)
-        connection.execute(
-            update(audit_heads)
-            .where(audit_heads.c.env == env)
-            .values(seq=seq, hash=prev_hash)
-        )
+        connection.execute(_APPEND, rows)
+        connection.execute(_MOVE_HEAD, {"head_env": env, "seq": seq, "hash": prev_hash})
     return [written[index] for index in range(len(events))]
 
 
+# The writer runs these for every batch: built once, they cost SQLAlchemy only a
+# cache lookup instead of a statement construction each time.
+_ENSURE_HEAD = {
+    dialect.__name__.rpartition(".")[2]: dialect.insert(audit_heads)
+    .values(env=bindparam("env"), seq=0, hash=GENESIS)
+    .on_conflict_do_nothing(index_elements=["env"])
+    for dialect in (postgresql, sqlite)
+}
+_READ_HEAD = (
+    select(audit_heads.c.seq, audit_heads.c.hash)
+    .where(audit_heads.c.env == bindparam("env"))
+    .with_for_update()
+)
+_APPEND = insert(audit_records)
+_MOVE_HEAD = (
+    update(audit_heads)
+    .where(audit_heads.c.env == bindparam("head_env"))
+    .values(seq=bindparam("seq"), hash=bindparam("hash"))
+)
+
+
 def _lock_head(connection: Connection, env: str) -> tuple[int, str]:
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
     # On SQLite this first write also takes the database's write lock, before
     # the head is read, so the read can never be stale.
-    connection.execute(
-        dialect.insert(audit_heads)
-        .values(env=env, seq=0, hash=GENESIS)
-        .on_conflict_do_nothing(index_elements=["env"])
-    )
-    head = connection.execute(
-        select(audit_heads.c.seq, audit_heads.c.hash)
-        .where(audit_heads.c.env == env)
-        .with_for_update()
-    ).one()
+    connection.execute(_ENSURE_HEAD[connection.dialect.name], {"env": env})
+    head = connection.execute(_READ_HEAD, {"env": env}).one()
     return int(head.seq), str(head.hash)
 
 

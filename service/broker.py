@@ -99,7 +99,7 @@ class Broker:
         try:
             return self.environments[name]
         except KeyError:
-            raise NotFound(f"no environment named {name!r}") from None
+            raise NotFound("this broker serves no environment of that name") from None
 
     def reload_policy(self, environment: Environment) -> None:
         policy, revision = self.policies.load(environment.name, environment.backends)
