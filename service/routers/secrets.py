@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from backends.base import SecretVersion, Stage
 from service.audit_http import audit_request
+from service.broker import Broker
 from service.dependencies import BrokerDep, EnvironmentDep, PrincipalDep
 from service.errors import InvalidRequest
 from service.http import NO_STORE
@@ -27,6 +28,7 @@ log = structlog.get_logger(__name__)
 router = APIRouter(tags=["secrets"])
 
 SecretName = Annotated[str, Path(max_length=256)]
+MAX_VERSION_LENGTH = 128
 
 
 class SecretWrite(BaseModel):
@@ -71,17 +73,13 @@ async def list_secrets(
 
 
 @router.get("/v1/{env}/secrets/{name:path}")
-async def read_secret(
-    name: SecretName,
-    request: Request,
-    environment: EnvironmentDep,
-    principal: PrincipalDep,
-    broker: BrokerDep,
-    version: Annotated[str | None, Query(max_length=128)] = None,
-    stage: Stage | None = None,
-) -> JSONResponse:
-    if version is not None and stage is not None:
-        raise InvalidRequest("ask for a version or a stage, not both")
+async def read_secret(request: Request, principal: PrincipalDep) -> JSONResponse:
+    """The hot path: parameters are read from the request by hand, because
+    FastAPI's per-parameter solving costs this route a fifth of its time."""
+    broker: Broker = request.app.state.broker
+    environment = broker.environment(request.path_params["env"])
+    name = request.path_params["name"]
+    version, stage = _read_selector(request)
     found = await broker.secrets.read(
         environment, principal, name, version=version, stage=stage
     )
@@ -97,6 +95,25 @@ async def read_secret(
         _secret_body(name, found, stage),
         headers={**NO_STORE, "ETag": f'"{found.version}"'},
     )
+
+
+def _read_selector(request: Request) -> tuple[str | None, Stage | None]:
+    """`?version=` or `?stage=` of a read. Raises InvalidRequest."""
+    version = request.query_params.get("version")
+    stage_name = request.query_params.get("stage")
+    if version is not None and stage_name is not None:
+        raise InvalidRequest("ask for a version or a stage, not both")
+    if version is not None and not 0 < len(version) <= MAX_VERSION_LENGTH:
+        raise InvalidRequest(
+            f"version must be 1 to {MAX_VERSION_LENGTH} characters long"
+        )
+    if stage_name is None:
+        return version, None
+    try:
+        return None, Stage(stage_name)
+    except ValueError:
+        stages = ", ".join(stage.value for stage in Stage)
+        raise InvalidRequest(f"stage must be one of: {stages}") from None
 
 
 @router.put("/v1/{env}/secrets/{name:path}")
