@@ -88,6 +88,7 @@ def _serve(arguments: argparse.Namespace) -> int:
     import uvicorn
 
     from service.app import create_app
+    from service.http_head import BoundedHttpToolsProtocol
 
     logs.configure(arguments.log_level)
     if arguments.dev and arguments.config:
@@ -117,6 +118,7 @@ def _serve(arguments: argparse.Namespace) -> int:
             log_config=None,
             access_log=False,
             server_header=False,
+            http=BoundedHttpToolsProtocol,
         )
     finally:
         broker.close()
