@@ -12,8 +12,9 @@ from fastapi.responses import JSONResponse
 
 from policies.duration import parse_duration
 from service.audit_http import audit_request
+from service.broker import Broker
 from service.client_auth import authenticate_client, client_credentials, read_form
-from service.dependencies import BrokerDep, EnvironmentDep
+from service.dependencies import EnvironmentDep
 from service.errors import InvalidRequest
 from service.http import NO_STORE
 
@@ -31,10 +32,14 @@ class UnsupportedGrantType(InvalidRequest):
 
 
 @router.post("/v1/{env}/token")
-async def issue_token(
-    request: Request, environment: EnvironmentDep, broker: BrokerDep
-) -> JSONResponse:
-    """Client-credentials grant (RFC 6749 section 4.4)."""
+async def issue_token(request: Request) -> JSONResponse:
+    """Client-credentials grant (RFC 6749 section 4.4).
+
+    The hot path takes the request alone: each dependency FastAPI solves costs
+    it a measurable share of its time.
+    """
+    broker: Broker = request.app.state.broker
+    environment = broker.environment(request.path_params["env"])
     form = await read_form(request)
     if form.get("grant_type") != "client_credentials":
         raise UnsupportedGrantType("grant_type must be client_credentials")
