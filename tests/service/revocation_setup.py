@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from service.app import create_app
 from service.broker import Broker
 from service.clock import Clock
 from service.config import load_settings
@@ -80,6 +81,14 @@ class Replica:
         return self.broker.environments[ENV].tokens.verify(token)
 
 
+class _Peer(LocalBroker):
+    """A LocalBroker over a store whose admin another replica bootstrapped."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.app = create_app(broker)
+
+
 @contextmanager
 def replicas(
     folder: Path, clock: Clock, count: int = 1, **settings: object
@@ -91,7 +100,7 @@ def replicas(
         for _ in range(count)
     ]
     try:
-        locals_ = [LocalBroker(broker) for broker in brokers]
+        locals_ = [LocalBroker(brokers[0]), *map(_Peer, brokers[1:])]
         first = locals_[0]
         assert first.put_policy(ENV, "services", POLICY).status_code == 200
         secrets = {
