@@ -163,7 +163,7 @@ class CredentialStore:
             ).rowcount
         self._forget(env, service)
         if not changed:
-            raise NotFound(f"service {service!r} has no live credential by that id")
+            raise NotFound("the service has no live credential by that id")
         log.info(
             "credential_revoked", env=env, service=service, credential=credential_id
         )

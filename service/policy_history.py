@@ -83,7 +83,7 @@ def revisions(engine: Engine, env: str, name: str) -> list[Revision]:
             .order_by(policy_revisions.c.revision)
         ).all()
     if not rows:
-        raise NotFound(f"no policy document named {name!r} was ever stored")
+        raise NotFound("no policy document of that name was ever stored")
     return [
         Revision(
             row.name,

@@ -117,7 +117,7 @@ class PolicyStore:
                     deleted=True,
                 )
         if not removed:
-            raise NotFound(f"no policy document named {name!r}")
+            raise NotFound("no policy document of that name")
         log.info("policy_deleted", env=env, document=name)
         return self.load(env, backends)[0]
 
@@ -126,7 +126,7 @@ class PolicyStore:
         for row in self._rows(env):
             if row.name == name:
                 return row.source, row.media_type, row.revision
-        raise NotFound(f"no policy document named {name!r}")
+        raise NotFound("no policy document of that name")
 
     def names(self, env: str) -> list[tuple[str, int]]:
         return [(row.name, row.revision) for row in self._rows(env)]

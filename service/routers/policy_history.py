@@ -56,4 +56,4 @@ async def read_revision(
                 media_type=kept.media_type,
                 headers={"ETag": f'"{kept.revision}"'},
             )
-    raise NotFound(f"policy {name!r} has no readable revision {revision}")
+    raise NotFound(f"the policy document has no readable revision {revision}")
