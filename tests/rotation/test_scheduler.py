@@ -164,11 +164,11 @@ def test_removing_the_schedule_from_the_policy_stops_it(make_rig: RigMaker) -> N
     assert opened(rig, "app/hourly") == 0
 
 
+# Several processes share a store on PostgreSQL only.
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
 def test_three_processes_on_one_postgres_store_run_each_due_rotation_once(
     engine: Engine, clock: FakeClock, kek: KeyEncryptionKey
 ) -> None:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("several processes share a store on PostgreSQL only")
     url = engine.url.render_as_string(hide_password=False)
     engines = [engine, create_engine(url), create_engine(url)]
     rigs = [
