@@ -27,6 +27,9 @@ from typing import Protocol, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 DAY = 86400.0
+# A successor activates at least this long after the key it follows, so that
+# "the newest active key" is never a tie.
+SUCCESSION_GAP_SECONDS = 0.001
 
 
 class SigningKeySettings(BaseModel):
@@ -56,6 +59,9 @@ class Window(Protocol):
     """What the schedule needs of a key."""
 
     @property
+    def kid(self) -> str: ...
+
+    @property
     def activates(self) -> float: ...
 
     @property
@@ -69,9 +75,12 @@ K = TypeVar("K", bound=Window)
 
 
 def signer(keys: Iterable[K], now: float) -> K | None:
-    """The key that signs at `now`: the newest one active and not ended."""
+    """The key that signs at `now`: the newest one active and not ended.
+
+    Every process holding the same keys picks the same one.
+    """
     active = [key for key in keys if key.can_sign and key.activates <= now < key.ends]
-    return max(active, key=lambda key: key.activates, default=None)
+    return max(active, key=lambda key: (key.activates, key.kid), default=None)
 
 
 def pending(keys: Iterable[Window], now: float) -> bool:
@@ -107,12 +116,13 @@ def successor_window(
     """
     current = signer(keys, now)
     if current is None:
-        activates = now
-    elif overlap is not None:
+        return now, now + settings.lifetime_seconds
+    if overlap is not None:
         activates = min(now + overlap, current.ends)
     else:
         latest = current.ends - settings.renew_before_seconds
         activates = max(now, min(now + settings.overlap_seconds, latest))
+    activates = max(activates, current.activates + SUCCESSION_GAP_SECONDS)
     return activates, activates + settings.lifetime_seconds
 
 

@@ -358,10 +358,12 @@ class Revocations:
             self._audit.record(
                 env,
                 action,
+                "ok",
                 actor=actor,
                 target=target,
                 reason=reason,
-                **context,
+                request_id=context.get("request_id"),
+                source=context.get("source"),
                 **detail,
             )
         except AuditUnavailable:

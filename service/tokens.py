@@ -134,6 +134,8 @@ class TokenAuthority:
         or revoked the moment it is made.
         """
         key = self.keyring.signing_key()
+        if key.private_key is None:
+            raise NoSigningKey("the signing key has no private half")
         now = int(self._clock.now())
         expires = min(now + ttl, int(key.not_after_timestamp))
         if expires <= now:

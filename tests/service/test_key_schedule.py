@@ -17,7 +17,7 @@ SETTINGS = SigningKeySettings(
 
 @dataclass(frozen=True)
 class Key:
-    name: str
+    kid: str
     activates: float
     ends: float
     can_sign: bool = True
