@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import argparse
 
-from service.commands import audit, policy, run, secret, service, token
+from service.commands import audit, key, policy, run, secret, service, token
 
-GROUPS = (token, secret, policy, audit, service, run)
+GROUPS = (token, secret, policy, audit, service, key, run)
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -1,7 +1,10 @@
-"""`tokenbroker service credentials|revoke`: a service's credential and tokens.
+"""`tokenbroker service credentials|revoke|enable`: a service's credential and
+tokens.
 
-`revoke` calls `POST services/{service}/revoke`, which arrives with token
-revocation; a broker without it answers so, and nothing is changed.
+`revoke` calls `POST services/{service}/revoke` (every token of the service
+stops working; `--disable` also refuses new ones) and `enable` lets a disabled
+service get tokens again. A broker older than revocation answers 404, and the
+command says so.
 """
 
 from __future__ import annotations
@@ -30,8 +33,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     revoke = actions.add_parser("revoke", help="revoke every token of a service")
     revoke.add_argument("service")
     revoke.add_argument("--disable", action="store_true", help="also refuse new tokens")
+    revoke.add_argument("--reason", help="why, for the audit log")
     revoke.set_defaults(handler=with_api(_revoke))
-    for parser in (credentials, revoke):
+
+    enable = actions.add_parser("enable", help="let a disabled service get tokens")
+    enable.add_argument("service")
+    enable.add_argument("--reason", help="why, for the audit log")
+    enable.set_defaults(handler=with_api(_enable))
+    for parser in (credentials, revoke, enable):
         add_connection_options(parser)
 
 
@@ -48,6 +57,8 @@ def _credentials(api: Api, arguments: argparse.Namespace) -> int:
 
 def _revoke(api: Api, arguments: argparse.Namespace) -> int:
     params = {"disable": "true"} if arguments.disable else {}
+    if arguments.reason:
+        params["reason"] = arguments.reason
     try:
         response = api.call(
             "POST", f"services/{arguments.service}/revoke", params=params
@@ -59,5 +70,15 @@ def _revoke(api: Api, arguments: argparse.Namespace) -> int:
             ) from None
         raise
     answer = response.json() if response.content else {}
-    emit(arguments, answer, f"{arguments.service}: tokens revoked")
+    disabled = " and service disabled" if answer.get("disabled") else ""
+    emit(arguments, answer, f"{arguments.service}: tokens revoked{disabled}")
+    return 0
+
+
+def _enable(api: Api, arguments: argparse.Namespace) -> int:
+    params = {"reason": arguments.reason} if arguments.reason else {}
+    answer = api.call(
+        "POST", f"services/{arguments.service}/enable", params=params
+    ).json()
+    emit(arguments, answer, f"{arguments.service}: enabled")
     return 0

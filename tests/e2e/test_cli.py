@@ -187,14 +187,59 @@ def test_audit_verify_over_http_proves_the_chain_intact(
     assert answer(done)["intact"] is True
 
 
-def test_service_revoke_calls_the_revocation_endpoint(
+def test_service_revoke_stops_the_tokens_the_service_holds(
     dev_broker: DevBroker, billing: Path
 ) -> None:
+    held = answer(tokenbroker(dev_broker, "token", "--json", **_as_billing(billing)))
+
     done = tokenbroker(dev_broker, "service", "revoke", "billing-api")
 
-    if "does not offer service revocation" in done.stderr:
-        pytest.skip("the broker has no service revocation endpoint yet")
-    assert "revoked" in done.stdout
+    assert done.stdout == "billing-api: tokens revoked\n"
+    refused = dev_broker.client.get_secret(held["access_token"], "payments/stripe")
+    assert refused.status_code == 401
+
+
+def test_service_revoke_disable_refuses_new_tokens_until_enabled(
+    dev_broker: DevBroker, billing: Path
+) -> None:
+    tokenbroker(dev_broker, "service", "revoke", "billing-api", "--disable")
+    refused = tokenbroker(dev_broker, "secret", "get", "payments/stripe",
+                          **_as_billing(billing))  # fmt: skip
+
+    enabled = tokenbroker(dev_broker, "service", "enable", "billing-api")
+    served = tokenbroker(dev_broker, "secret", "get", "payments/stripe",
+                         **_as_billing(billing))  # fmt: skip
+
+    assert (refused.returncode, "invalid_client" in refused.stderr) == (1, True)
+    assert enabled.stdout == "billing-api: enabled\n"
+    assert served.stdout == VALUE + "\n"
+
+
+def test_key_rotate_publishes_a_key_that_key_list_shows_waiting(
+    dev_broker: DevBroker,
+) -> None:
+    rotated = answer(
+        tokenbroker(dev_broker, "key", "rotate", "--overlap", "3600", "--json")
+    )
+
+    listed = answer(tokenbroker(dev_broker, "key", "list", "--json"))
+
+    states = {key["kid"]: key["state"] for key in listed["keys"]}
+    assert states[rotated["kid"]] == "published"
+
+
+def test_key_revoke_withdraws_the_signing_key_and_names_its_replacement(
+    dev_broker: DevBroker, billing: Path
+) -> None:
+    listed = answer(tokenbroker(dev_broker, "key", "list", "--json"))
+    signing = next(key["kid"] for key in listed["keys"] if key["state"] == "signing")
+
+    done = tokenbroker(dev_broker, "key", "revoke", signing, "--reason", "drill")
+
+    assert done.stdout.startswith(f"{signing}: revoked; ")
+    served = tokenbroker(dev_broker, "secret", "get", "payments/stripe",
+                         **_as_billing(billing))  # fmt: skip
+    assert served.stdout == VALUE + "\n"
 
 
 def test_a_refused_request_exits_1_with_the_brokers_reason(
