@@ -57,3 +57,27 @@ def test_ci_runs_the_readme_test_command() -> None:
     ci = (README.parent / ".ci" / "run").read_text(encoding="utf-8")
 
     assert readme_block("Run the tests").strip() in ci
+
+
+def test_revocation_walkthrough_ends_with_the_token_refused(tmp_path: Path) -> None:
+    script = readme_block("Walk-through with curl") + readme_block("Revocation")
+    broker = BrokerProcess(tmp_path, ["--dev"], {})
+    try:
+        result = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script],
+            cwd=tmp_path,
+            env={"PATH": "/usr/bin:/bin:/usr/local/bin", "BROKER": broker.url},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        broker.stop()
+
+    assert result.returncode == 0, result.stderr
+    assert '{"active":false}' in result.stdout
+    last, _end = json.JSONDecoder().raw_decode(
+        result.stdout[result.stdout.rfind("{") :]
+    )
+    assert last["error"] == "invalid_token"
