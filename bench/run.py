@@ -4,6 +4,11 @@ Starts the broker (`tokenbroker serve --dev`) and bench/bare_app.py side by side
 sets the broker up over HTTP, drives five scenarios with one load generator, and
 prints requests/s, p50/p99 latency and the ratio to the bare endpoint. Results go
 to bench/results/latest.json. See bench/README.md.
+
+With `--revoked N` (default 1,000,000; 0 skips it) a second broker starts on a
+store already holding N revoked tokens, and the reused-token secret read is
+measured against it too: the revocation check must not slow down as revoked
+tokens accumulate, so the ratio of the two reads should be about 100%.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from pathlib import Path
 from types import FrameType
 
 import provision
+import revoked
 import servers
 from load import Generator, Load, Outcome, Target, choose
 
@@ -39,7 +45,10 @@ LABELS = {
     "token_issue": "token issue",
     "read_reused": "secret read, reused token",
     "read_fresh": "secret read, fresh token",
+    "read_revoked": "secret read, many revoked",
 }
+# Loading a million revocations adds some seconds to the broker's start.
+REVOKED_START_SECONDS = 180.0
 
 
 @dataclass(frozen=True)
@@ -114,6 +123,12 @@ def _parser() -> argparse.ArgumentParser:
         help="tokens pre-issued for the fresh-token scenario",
     )
     parser.add_argument(
+        "--revoked",
+        type=int,
+        default=1_000_000,
+        help="revoked tokens in the store of the revocation scenario (0: skip it)",
+    )
+    parser.add_argument(
         "--generator", choices=("auto", "wrk", "python"), default="auto"
     )
     parser.add_argument(
@@ -138,17 +153,7 @@ def _run(
 ) -> list[Measured]:
     admin_secret = secrets.token_urlsafe(24)
     broker_port, bare_port = servers.free_port(), servers.free_port()
-    broker_command = [
-        _tokenbroker(),
-        "serve",
-        "--dev",
-        "--dev-admin-secret",
-        admin_secret,
-        "--port",
-        str(broker_port),
-        "--log-level",
-        "info" if options.info_logs else "warning",
-    ]
+    broker_command = _broker_command(options, admin_secret, broker_port)
     bare_command = [
         sys.executable,
         str(BENCH / "bare_app.py"),
@@ -191,10 +196,70 @@ def _run(
             generator, "read_fresh", fresh[0], fresh[1], load, warmup
         )
         _check_pool(measured["read_fresh"], options.fresh_tokens, issued_at)
+
+        if options.revoked:
+            target = _revoked_broker(options, admin_secret, folder, server_cpu, running)
+            measured["read_revoked"] = _measure(
+                generator, "read_revoked", target, target, load, warmup
+            )
     finally:
         for server in reversed(running):
             servers.stop(server)
     return _ratios(measured)
+
+
+def _broker_command(
+    options: argparse.Namespace, admin_secret: str, port: int
+) -> list[str]:
+    return [
+        _tokenbroker(),
+        "serve",
+        "--dev",
+        "--dev-admin-secret",
+        admin_secret,
+        "--port",
+        str(port),
+        "--log-level",
+        "info" if options.info_logs else "warning",
+    ]
+
+
+def _revoked_broker(
+    options: argparse.Namespace,
+    admin_secret: str,
+    folder: Path,
+    server_cpu: int | None,
+    running: list[servers.Server],
+) -> Target:
+    """A broker over a store seeded with revoked tokens; its reused-token read."""
+    broker_folder = folder / "broker-revoked"
+    broker_folder.mkdir()
+    took = revoked.seed(broker_folder, options.revoked)
+    print(
+        f"  seeded {options.revoked:,} revoked tokens in {took:.1f} s", file=sys.stderr
+    )
+    port = servers.free_port()
+    started = time.monotonic()
+    server = servers.start(
+        "broker-revoked",
+        _broker_command(options, admin_secret, port),
+        port=port,
+        cwd=broker_folder,
+        cpu=server_cpu,
+    )
+    running.append(server)
+    servers.wait_ready(server, "/healthz", timeout=REVOKED_START_SECONDS)
+    print(
+        f"  broker with {options.revoked:,} revoked tokens ready in "
+        f"{time.monotonic() - started:.1f} s",
+        file=sys.stderr,
+    )
+    client = provision.provision(server.base_url, admin_secret)
+    token = provision.issue_one(server.base_url, client)
+    return Target(
+        f"{server.base_url}/v1/{provision.ENV}/secrets/{provision.SECRET_NAME}",
+        headers=(("Authorization", f"Bearer {token}"),),
+    )
 
 
 def _scenarios(
@@ -308,7 +373,20 @@ def _print_goals(results: list[Measured]) -> bool:
     post_ratio = by_key["token_issue"].vs_bare_post
     if post_ratio is not None:
         print(f"      (token issue is {post_ratio:.0%} of the bare POST form endpoint)")
+    ratio = _revocation_ratio(by_key)
+    if ratio is not None:
+        print(
+            f"revocation check: {LABELS['read_revoked']} is {ratio:.0%} of "
+            f"{LABELS['read_reused']} (no revoked tokens)"
+        )
     return missed
+
+
+def _revocation_ratio(by_key: dict[str, Measured]) -> float | None:
+    if "read_revoked" not in by_key:
+        return None
+    none_revoked = by_key["read_reused"].outcome.rate or 1.0
+    return by_key["read_revoked"].outcome.rate / none_revoked
 
 
 def _write_json(
@@ -335,6 +413,7 @@ def _write_json(
             "connections": options.connections,
             "threads": options.threads,
             "fresh_tokens": options.fresh_tokens,
+            "revoked_tokens": options.revoked,
             "broker_log_level": "info" if options.info_logs else "warning",
         },
         "pinning": {"server_cpu": server_cpu, "load_cpu": load_cpu},
@@ -361,6 +440,14 @@ def _write_json(
                 "pass": by_key[scenario].vs_bare_get >= goal,
             }
             for scenario, baseline, goal in GOALS
+        },
+        "revocation": {
+            "revoked_tokens": options.revoked,
+            "read_vs_none_revoked": (
+                round(ratio, 4)
+                if (ratio := _revocation_ratio(by_key)) is not None
+                else None
+            ),
         },
         "total_seconds": round(elapsed, 1),
     }
