@@ -17,6 +17,12 @@ one query (0.5 s by default) even with no push at all; README.md states it.
 
 The same thread runs the periodic chores that keep the process current:
 pruning expired revocations and checking the signing-key schedule.
+
+TODO: a burst of many revocations (a bulk revocation of thousands of tokens)
+is read again by every poll for `lookback_seconds`; reading only rows newer
+than the last one seen, with the lookback re-read far less often, would cut
+that cost. Safe meanwhile: re-applying a row changes nothing; it costs only
+the reading.
 """
 
 from __future__ import annotations

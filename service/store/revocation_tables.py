@@ -10,8 +10,8 @@ One row per revoked thing, keyed by environment, kind and subject:
 `expires_at` is when the row stops mattering: the last moment a token it names
 can still be valid. Rows past it are deleted (a disabled service's row is kept
 until the service is enabled again). `recorded_at` is when the row last
-changed: other broker processes read rows newer than their last look, so it is
-indexed. `revision` counts the changes of a row, so that a process never lets
+changed: other broker processes read an environment's rows newer than their
+last look, so `(env, recorded_at)` is indexed. `revision` counts the changes of a row, so that a process never lets
 an older state of a service overwrite a newer one it has already seen.
 """
 
@@ -34,6 +34,6 @@ revocations = Table(
     Column("recorded_at", UTCDateTime, nullable=False),
     Column("actor", String(128)),
     Column("reason", String(256)),
-    Index(None, "recorded_at"),
+    Index(None, "env", "recorded_at"),
     Index(None, "expires_at"),
 )

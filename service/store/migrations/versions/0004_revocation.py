@@ -30,7 +30,11 @@ def upgrade() -> None:
         sa.Column("reason", sa.String(length=256), nullable=True),
         sa.PrimaryKeyConstraint("env", "kind", "subject", name=op.f("pk_revocations")),
     )
-    op.create_index(op.f("ix_revocations_recorded_at"), "revocations", ["recorded_at"])
+    # The poll reads by environment and time: without both in one index, the
+    # primary key's `env` prefix wins and every poll scans the environment.
+    op.create_index(
+        op.f("ix_revocations_env_recorded_at"), "revocations", ["env", "recorded_at"]
+    )
     op.create_index(op.f("ix_revocations_expires_at"), "revocations", ["expires_at"])
     # When a key first signs; published in the JWKS from `created_at` (case C10).
     # Keys from before this column sign from their creation.
@@ -42,5 +46,5 @@ def downgrade() -> None:
     with op.batch_alter_table("signing_keys") as batch:
         batch.drop_column("activates_at")
     op.drop_index(op.f("ix_revocations_expires_at"), table_name="revocations")
-    op.drop_index(op.f("ix_revocations_recorded_at"), table_name="revocations")
+    op.drop_index(op.f("ix_revocations_env_recorded_at"), table_name="revocations")
     op.drop_table("revocations")
