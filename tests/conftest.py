@@ -1,4 +1,5 @@
-"""Fixtures every test shares: a clean environment and a PostgreSQL database."""
+"""Fixtures every test shares: a clean environment, a PostgreSQL database and the
+session's backend servers."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import create_engine, text
+
+from tests.backends.providers import Providers
 
 POSTGRES_SERVER = os.environ.get(
     "TOKENBROKER_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -35,3 +38,12 @@ def postgres_url() -> Iterator[str]:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def providers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Providers]:
+    """The real backend servers (OpenBao, moto, the Azure fake), one of each kind
+    for the whole session, each started when a test first asks for it."""
+    started = Providers(tmp_path_factory)
+    yield started
+    started.stop()

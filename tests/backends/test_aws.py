@@ -49,7 +49,7 @@ from service.errors import (
     VersionDisabled,
 )
 from service.sensitive import Sensitive
-from tests.backends.providers import aws as aws_provider
+from tests.backends.providers import Providers
 from tests.backends.providers.aws import Provider
 
 # The errors AWS lists as common to every service's JSON API, and those
@@ -128,12 +128,8 @@ NOT_RAISED_BY_OUR_CALLS = {
 
 
 @pytest.fixture
-def provider(
-    providers: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
-) -> Provider:
-    if "aws" not in providers:
-        providers["aws"] = aws_provider.start(tmp_path_factory.mktemp("aws"))
-    started: Provider = providers["aws"]
+def provider(providers: Providers) -> Provider:
+    started: Provider = providers.get("aws")
     return started
 
 

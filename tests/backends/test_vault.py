@@ -34,18 +34,15 @@ from service.errors import (
     VersionDisabled,
 )
 from service.sensitive import Sensitive
-from tests.backends.providers.vault import Provider, start
+from tests.backends.providers import Providers
+from tests.backends.providers.vault import Provider
 
 HOUR = 3600.0
 
 
 @pytest.fixture
-def vault(
-    providers: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
-) -> Provider:
-    if "vault" not in providers:
-        providers["vault"] = start(tmp_path_factory.mktemp("vault"))
-    provider: Provider = providers["vault"]
+def vault(providers: Providers) -> Provider:
+    provider: Provider = providers.get("vault")
     return provider
 
 

@@ -1,7 +1,8 @@
 """Rotation through the backend protocol alone, on every backend kind.
 
 The backends are the contract suite's: real servers (OpenBao, moto, the Azure
-fake) started once per session by `tests/backends/providers`.
+fake) started once per session by `tests/backends/providers`, shared with
+the contract suites.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from service.rotation.settings import RotationSettings
 from service.secret_access import SecretAccess
 from service.sensitive import Sensitive
 from service.store.database import open_store
-from tests.backends.conftest import backend, backend_kind, providers  # noqa: F401
+from tests.backends.conftest import backend, backend_kind  # noqa: F401
 from tests.rotation.fakes import FakeTarget
 from tests.service.conftest import FakeClock
 

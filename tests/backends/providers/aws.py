@@ -19,6 +19,15 @@ from backends.aws import AwsBackend, AwsConfig, make_client
 from service.clock import SystemClock
 
 REGION = "eu-west-1"
+# moto's fake keys, for a broker that takes them from the default credential
+# chain; no configuration or shared file of the developer's is read.
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
+    "AWS_CONFIG_FILE": "/nonexistent/aws-config",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
 
 
 class Provider:
@@ -49,6 +58,11 @@ class Provider:
             "name_prefix": f"t{self._run}-{next(self._counter)}/",
         }
         return AwsConfig.model_validate(settings | options)
+
+    def broker_options(self, **options: Any) -> dict[str, Any]:
+        """A backend's configuration, as a broker's file names it; the broker
+        finds the keys of `CREDENTIALS` in its environment."""
+        return self.config(**options).model_dump(mode="json", exclude_none=True)
 
     def client(self, config: AwsConfig | None = None) -> Any:
         """A client like the backend's, for arranging state behind its back."""

@@ -40,10 +40,20 @@ class Provider:
         self._backends: list[AzureBackend] = []
 
     def new_backend(self, **options: Any) -> AzureBackend:
-        options.setdefault("name_prefix", f"t{next(self._counter)}/")
+        options.setdefault("name_prefix", self.fresh_prefix())
         backend = connect("azure", backend_config(self.fake, **options))
         self._backends.append(backend)
         return backend
+
+    def broker_options(self, **options: Any) -> dict[str, Any]:
+        """A backend's configuration, as a broker's file names it: a fresh name
+        prefix in the fake vault, unless `options` say otherwise."""
+        options.setdefault("name_prefix", self.fresh_prefix())
+        config = backend_config(self.fake, **options)
+        return config.model_dump(mode="json", exclude_none=True)
+
+    def fresh_prefix(self) -> str:
+        return f"t{next(self._counter)}/"
 
     def stop(self) -> None:
         for backend in self._backends:

@@ -45,6 +45,18 @@ class Provider:
         """A backend on a fresh path prefix; `options` override its config."""
         clock: Clock = options.pop("clock", SystemClock())
         session: requests.Session | None = options.pop("session", None)
+        backend = VaultBackend(
+            "vault",
+            config=VaultConfig.model_validate(self.broker_options(**options)),
+            clock=clock,
+            session=session,
+        )
+        self._backends.append(backend)
+        return backend
+
+    def broker_options(self, **options: Any) -> dict[str, Any]:
+        """A backend's configuration, as a broker's file names it: a fresh path
+        prefix on this server, unless `options` say otherwise."""
         raw: dict[str, Any] = {
             "type": "vault",
             "url": self.url,
@@ -53,15 +65,7 @@ class Provider:
             "auth": {"method": "token", "token_file": str(self.token_file)},
             "timeout": 30,
         }
-        raw.update(options)
-        backend = VaultBackend(
-            "vault",
-            config=VaultConfig.model_validate(raw),
-            clock=clock,
-            session=session,
-        )
-        self._backends.append(backend)
-        return backend
+        return raw | options
 
     def fresh_prefix(self) -> str:
         return f"t{next(self._counter)}/"
