@@ -198,7 +198,12 @@ def _consumers_body(
     latest: dict[str, Consumer] = {}
     for consumer in consumers:
         seen = latest.get(consumer.service)
-        if seen is None or consumer.last_read_at > seen.last_read_at:
+        # Of two versions last read at the same instant, the current one counts:
+        # a service that read current then has moved, whichever row came first.
+        if seen is None or (consumer.last_read_at, consumer.version == current) > (
+            seen.last_read_at,
+            seen.version == current,
+        ):
             latest[consumer.service] = consumer
     return {
         "name": name,
