@@ -45,6 +45,7 @@ from backends.aws_stages import (
     MAX_PAGE,
     PRUNE_TAGS_AT,
     STAGED,
+    STAGES,
     WRITE_ATTEMPTS,
     AwsStages,
     cas_version_ids,
@@ -69,6 +70,7 @@ from service.errors import (
     PayloadTooLarge,
     SecretNotFound,
     Throttled,
+    VersionDeleted,
     VersionDisabled,
 )
 from service.sensitive import Sensitive
@@ -134,7 +136,16 @@ class AwsBackend(AwsStages):
         else:
             wanted = "such version"
             where = {"VersionId": _version_id(path, version)}
-        response = self._get(path, name, wanted, **where)
+        try:
+            response = self._get(path, name, wanted, **where)
+        except SecretNotFound:
+            if version is None and stage not in (None, Stage.CURRENT):
+                assert stage is not None
+                if self._stage_disabled(path, name, stage):
+                    raise VersionDisabled(
+                        f"the {stage.value} version of secret {path!r} is disabled"
+                    ) from None
+            raise
 
         info = self._info(path, name, response)
         if stage is not None and stage not in info.stages:
@@ -161,21 +172,16 @@ class AwsBackend(AwsStages):
         name = self._name(path)
         payload = _payload(path, value, binary, self.max_value_bytes)
 
-        keyed = None
-        if idempotency_key is not None:
-            keyed = keyed_version_id(name, idempotency_key)
-            earlier = self._earlier(path, name, keyed)
-            if earlier is not None:
-                return earlier
-
-        if expected_version is ABSENT:
-            info = self._create(path, name, payload, keyed, stage)
-        elif stage is Stage.PENDING:
-            info = self._write_pending(path, name, payload, expected_version, keyed)
-        elif isinstance(expected_version, str):
-            info = self._compare_and_set(path, name, payload, expected_version, keyed)
-        else:
-            info = self._write_current(path, name, payload, keyed)
+        try:
+            info = self._write(path, name, payload, expected_version, stage,
+                               idempotency_key)  # fmt: skip
+        except VersionDeleted as deleted:
+            # The name is held until AWS deletes it for good (cases C05b, C19):
+            # a conflict with the store's state, like Azure's soft delete.
+            raise Conflict(
+                f"secret {path!r} exists in AWS Secrets Manager, scheduled for "
+                "deletion: restore it to write to it"
+            ) from deleted
         log.info(
             "aws.secret.written",
             backend=self.name,
@@ -185,6 +191,30 @@ class AwsBackend(AwsStages):
             conditional=expected_version is not None,
         )
         return info
+
+    def _write(
+        self,
+        path: str,
+        name: str,
+        payload: dict[str, str | bytes],
+        expected_version: str | _Absent | None,
+        stage: Stage,
+        idempotency_key: str | None,
+    ) -> VersionInfo:
+        keyed = None
+        if idempotency_key is not None:
+            keyed = keyed_version_id(name, idempotency_key)
+            earlier = self._earlier(path, name, keyed)
+            if earlier is not None:
+                return earlier
+
+        if expected_version is ABSENT:
+            return self._create(path, name, payload, keyed, stage)
+        if stage is Stage.PENDING:
+            return self._write_pending(path, name, payload, expected_version, keyed)
+        if isinstance(expected_version, str):
+            return self._compare_and_set(path, name, payload, expected_version, keyed)
+        return self._write_current(path, name, payload, keyed)
 
     def promote(self, path: str, version: str) -> VersionInfo:
         name = self._name(path)
@@ -227,7 +257,10 @@ class AwsBackend(AwsStages):
         else:
             if len(state.disabled) >= PRUNE_TAGS_AT:
                 self._prune_disabled_tags(path, name, state.disabled)
-            tags = [{"Key": tag, "Value": "true"}]
+            # The value names the stages the version held, so that a read of
+            # one of them answers "disabled" rather than "no such stage".
+            held = " ".join(sorted(label for label in labels or () if label in STAGES))
+            tags = [{"Key": tag, "Value": held or "true"}]
             self._call("tag_resource", path, SecretId=name, Tags=tags)
             for label in sorted(labels or ()):
                 self._relabel(path, name, label, away=version)

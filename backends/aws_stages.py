@@ -29,10 +29,12 @@ written as pending.
 
 Disabling. AWS cannot disable one version. Disabling takes every staging label
 off the version, so no stage reaches it, and records it in the secret's tag
-`tokenbroker:disabled:<version>`; a read by id of an unlabelled version checks
-the tags and answers VersionDisabled. Enabling removes the tag; the labels stay
-off. The current version cannot be disabled (AWS cannot take AWSCURRENT off
-without moving it): write or promote another one first.
+`tokenbroker:disabled:<version>`, whose value names the stage labels it held; a
+read by id of an unlabelled version checks the tags and answers VersionDisabled,
+and so does a read of a stage that no version holds since its holder was
+disabled. Enabling removes the tag; the labels stay off. The current version
+cannot be disabled (AWS cannot take AWSCURRENT off without moving it): write or
+promote another one first.
 """
 
 from __future__ import annotations
@@ -83,10 +85,12 @@ _TOKENS: Final = uuid.UUID("5b0c3d0e-8f64-4c4e-9a53-4a3c0f1d2e71")
 
 @dataclass(frozen=True)
 class _State:
-    """One DescribeSecret answer: labels per version, current and disabled ids."""
+    """One DescribeSecret answer: labels per version, current and disabled ids,
+    and the stage labels each disabled version held when it was disabled."""
 
     labels: Mapping[str, frozenset[str]]
     disabled: frozenset[str]
+    held: Mapping[str, frozenset[str]] = field(default_factory=dict)
     current: str | None = field(init=False)
 
     def __post_init__(self) -> None:
@@ -339,12 +343,22 @@ class AwsStages:
             version: frozenset(names)
             for version, names in response.get("VersionIdsToStages", {}).items()
         }
-        disabled = frozenset(
-            tag["Key"].removeprefix(DISABLED_TAG)
+        held = {
+            tag["Key"].removeprefix(DISABLED_TAG): frozenset(
+                label for label in str(tag.get("Value", "")).split() if label in STAGES
+            )
             for tag in response.get("Tags", ())
             if tag["Key"].startswith(DISABLED_TAG)
-        )
-        return _State(labels, disabled)
+        }
+        return _State(labels, frozenset(held), held)
+
+    def _stage_disabled(self, path: str, name: str, stage: Stage) -> bool:
+        """Whether no version holds `stage` because its holder was disabled."""
+        state = self._describe(path, name)
+        label = LABELS[stage]
+        if any(label in labels for labels in state.labels.values()):
+            return False
+        return any(label in labels for labels in state.held.values())
 
     def _version_ids(self, path: str, name: str) -> set[str]:
         return {entry["VersionId"] for entry in self._version_entries(path, name)}

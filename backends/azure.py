@@ -97,6 +97,7 @@ from service.errors import (
     InvalidRequest,
     SecretNotFound,
     TokenBrokerError,
+    VersionDeleted,
     VersionDisabled,
 )
 from service.sensitive import Sensitive
@@ -447,10 +448,25 @@ class AzureBackend:
         return State.of(head.properties, head)
 
     def _require_state(self, name: str, path: str) -> State:
+        """The state of a secret that exists. Raises VersionDeleted for one that
+        is soft-deleted (case C21: deleted is not missing), else SecretNotFound."""
         state = self._state(name, path)
         if state is None:
-            raise SecretNotFound(f"secret {path!r} does not exist")
+            raise self._why_missing(name, path)
         return state
+
+    def _why_missing(self, name: str, path: str) -> TokenBrokerError:
+        try:
+            with self._azure("read deleted", path):
+                deleted = self._client.get_deleted_secret(name)
+        except (SecretNotFound, BackendUnauthorized):
+            # An identity without the "get deleted" permission cannot tell.
+            return SecretNotFound(f"secret {path!r} does not exist")
+        when = deleted.deleted_date.isoformat() if deleted.deleted_date else "?"
+        return VersionDeleted(
+            f"secret {path!r} was deleted at {when} and can be recovered; "
+            "recover it in Azure Key Vault to read it again"
+        )
 
     def _version_items(self, name: str, path: str) -> builtins.list[SecretProperties]:
         try:

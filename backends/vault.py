@@ -68,6 +68,7 @@ from service.clock import Clock, utc
 from service.errors import (
     BackendError,
     ConfigurationError,
+    Conflict,
     InvalidRequest,
     PayloadTooLarge,
     PreconditionFailed,
@@ -710,9 +711,15 @@ def _check_expected(
             return
         number = current or secret.latest
         entry = secret.entries.get(number)
-        deleted = entry is not None and entry.deleted_at is not None
-        state = "exists (latest version deleted)" if deleted else "already exists"
-        raise PreconditionFailed(f"secret {path!r} {state}; current version {number}")
+        if entry is not None and entry.deleted_at is not None:
+            # Case C05b: not "absent" and not a stale base either; say which.
+            raise Conflict(
+                f"secret {path!r} exists (latest version deleted), current version "
+                f"{number}: undelete it, or write with If-Match {number}"
+            )
+        raise PreconditionFailed(
+            f"secret {path!r} already exists; current version {number}"
+        )
     if secret is None:
         raise PreconditionFailed(f"secret {path!r} does not exist; no version matches")
     if current is None or expected != str(current):

@@ -496,8 +496,26 @@ def test_secret_scheduled_for_deletion_reads_as_deleted(
 
     with pytest.raises(VersionDeleted, match="scheduled for deletion"):
         backend.read("old")
-    with pytest.raises(VersionDeleted, match="scheduled for deletion"):
-        write(backend, "old", b"y")
+
+
+@pytest.mark.parametrize(
+    "expected",
+    [
+        pytest.param(None, id="plain"),
+        pytest.param(ABSENT, id="create-if-absent"),
+        pytest.param("current", id="compare-and-set"),
+    ],
+)
+def test_write_to_a_secret_scheduled_for_deletion_is_a_conflict(
+    backend: AwsBackend, client: Any, config: AwsConfig, expected: object
+) -> None:
+    """Case C05b: the name is held by a deleted secret; 409 says so."""
+    current = write(backend, "old", b"x")
+    client.delete_secret(SecretId=config.name_prefix + "old", RecoveryWindowInDays=7)
+    precondition = current if expected == "current" else expected
+
+    with pytest.raises(Conflict, match="scheduled for deletion"):
+        write(backend, "old", b"y", expected_version=precondition)
 
 
 def test_unreachable_endpoint_is_unavailable(provider: Provider) -> None:
@@ -523,7 +541,7 @@ def test_disabling_takes_every_label_off_and_reads_answer_disabled(
 
     labels = client.describe_secret(SecretId=config.name_prefix + "app/db")
     assert labels["VersionIdsToStages"].get(first, []) == []
-    with pytest.raises(SecretNotFound):
+    with pytest.raises(VersionDisabled):
         backend.read("app/db", stage=Stage.PREVIOUS)
     with pytest.raises(VersionDisabled):
         backend.read("app/db", version=first)

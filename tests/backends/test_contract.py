@@ -173,6 +173,19 @@ def test_disabled_version_cannot_be_read_until_enabled(backend: SecretBackend) -
     assert backend.read("app/db", version=first).value.reveal() == b"one"
 
 
+def test_previous_stage_of_a_disabled_version_reads_as_disabled(
+    backend: SecretBackend,
+) -> None:
+    """The stage's holder is disabled, not absent: every store says so alike."""
+    first = write(backend, "app/db", b"one")
+    write(backend, "app/db", b"two")
+
+    backend.set_enabled("app/db", first, False)
+
+    with pytest.raises(VersionDisabled):
+        backend.read("app/db", stage=Stage.PREVIOUS)
+
+
 def test_versions_lists_every_version_oldest_first(backend: SecretBackend) -> None:
     written = [write(backend, "app/db", value) for value in (b"a", b"b", b"c")]
 

@@ -25,6 +25,7 @@ from service.errors import (
     BackendError,
     BackendUnavailable,
     ConfigurationError,
+    Conflict,
     InvalidRequest,
     PayloadTooLarge,
     PreconditionFailed,
@@ -303,15 +304,15 @@ def test_disabled_version_is_disabled_and_deleted_in_vault(
 def test_create_if_absent_over_a_deleted_latest_names_the_version(
     vault: Provider,
 ) -> None:
-    """Case C05b: refused with `exists (latest version deleted), current version 1`."""
+    """Case C05b: a conflict, `exists (latest version deleted), current version 1`."""
     backend = vault.new_backend()
     put(backend, "s", b"one")
     vault.api("POST", f"secret/delete/{kv(backend, 's')}", {"versions": [1]})
 
-    with pytest.raises(PreconditionFailed) as refused:
+    with pytest.raises(Conflict) as refused:
         put(backend, "s", b"two", expected_version=ABSENT)
 
-    assert "exists (latest version deleted); current version 1" in str(refused.value)
+    assert "exists (latest version deleted), current version 1" in str(refused.value)
 
 
 # Stages kept in custom_metadata.

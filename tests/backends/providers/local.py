@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Any
 
 from backends.local import LocalBackend
 from service.clock import SystemClock
@@ -28,11 +27,6 @@ class Provider:
             envelope=self._envelope,
             clock=SystemClock(),
         )
-
-    def broker_options(self, **options: Any) -> dict[str, Any]:
-        """A backend's configuration, as a broker's file names it: the broker's
-        own store, under its own environment."""
-        return {"type": "local", **options}
 
     def stop(self) -> None:
         self._engine.dispose()
