@@ -75,8 +75,9 @@ class Principal:
             admin="admin" in scopes,
             patterns={action: tuple(found) for action, found in patterns.items()},
             kid=kid,
-            issued_at=float(claims["iat"]),
-            audience=str(claims["aud"]),
+            # Verified tokens always carry both (REQUIRED_CLAIMS).
+            issued_at=float(claims.get("iat", 0)),
+            audience=str(claims.get("aud", "")),
         )
 
     def may(self, action: str, secret_name: str) -> bool:
