@@ -6,6 +6,10 @@ policy as it is now (so a deny added after the token was issued still wins).
 
 Reads go through a small cache of recent versions: bounded in size, each entry
 kept for a few seconds at most, and dropped when this process writes the secret.
+
+A store that cannot be reached fails only the calls that need it, with 503
+naming the store; its own message (which may hold internal URLs) goes to the
+log only.
 """
 
 from __future__ import annotations
@@ -13,23 +17,38 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import structlog
 from cachetools import TTLCache
 from starlette.concurrency import run_in_threadpool
 
-from backends.base import ABSENT, SecretSummary, SecretVersion, Stage, VersionInfo
+from backends.base import (
+    ABSENT,
+    SecretBackend,
+    SecretSummary,
+    SecretVersion,
+    Stage,
+    VersionInfo,
+)
 from policies.match import validate_secret_name
 from policies.scopes import Action
 from service.clock import Clock
 from service.environment import Environment, Location
-from service.errors import InvalidRequest, PayloadTooLarge, PermissionDenied
+from service.errors import (
+    BackendUnavailable,
+    InvalidRequest,
+    PayloadTooLarge,
+    PermissionDenied,
+)
 from service.sensitive import Sensitive
 from service.tokens import Principal
 
 log = structlog.get_logger(__name__)
 
 MAX_PAGE_SIZE = 1000
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -84,8 +103,13 @@ class SecretAccess:
             self.cache_observer(found is not None)
         if found is None:
             location = environment.locate(name)
-            found = await run_in_threadpool(
-                location.backend.read, location.path, version=version, stage=stage
+            found = await _in_store(
+                environment,
+                location.backend,
+                location.backend.read,
+                location.path,
+                version=version,
+                stage=stage,
             )
             if self._cache is not None:
                 with self._lock:
@@ -116,7 +140,9 @@ class SecretAccess:
             )
         expected = ABSENT if if_none_match else if_match
         try:
-            info = await run_in_threadpool(
+            info = await _in_store(
+                environment,
+                location.backend,
                 location.backend.write,
                 location.path,
                 value,
@@ -153,8 +179,13 @@ class SecretAccess:
         backend = environment.default_backend
         # TODO: list secrets that the policy declares in other backends or under
         # other paths too; today the listing covers the default backend only.
-        page = await run_in_threadpool(
-            backend.list, prefix, page_size=page_size, page_token=page_token
+        page = await _in_store(
+            environment,
+            backend,
+            backend.list,
+            prefix,
+            page_size=page_size,
+            page_token=page_token,
         )
         visible = [
             ListedSecret(item.path, item)
@@ -195,6 +226,32 @@ class SecretAccess:
         with self._lock:
             for key in [key for key in self._cache if key[:2] == (env, name)]:
                 self._cache.pop(key, None)
+
+
+async def _in_store(
+    environment: Environment,
+    backend: SecretBackend,
+    call: Callable[..., T],
+    *args: Any,
+    **kwargs: Any,
+) -> T:
+    """`call(*args, **kwargs)` in a worker thread. Raises BackendUnavailable
+    naming the store when it cannot be reached."""
+    try:
+        return await run_in_threadpool(call, *args, **kwargs)
+    except BackendUnavailable as error:
+        raise store_unavailable(environment.name, backend.name, error) from error
+
+
+def store_unavailable(
+    env: str, backend: str, error: BackendUnavailable
+) -> BackendUnavailable:
+    """The caller's answer for a store that is down; the store's reason is logged."""
+    log.warning("backend_unavailable", env=env, backend=backend, reason=error.message)
+    return BackendUnavailable(
+        f"the secret store {backend!r} of environment {env!r} cannot be reached "
+        "right now; secrets in other stores are not affected; try again later"
+    )
 
 
 def _check_name(name: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
@@ -20,13 +22,22 @@ async def healthz() -> JSONResponse:
 
 @router.get("/readyz")
 async def readyz(broker: BrokerDep) -> JSONResponse:
-    """Ready when the store and every backend of every environment answer."""
-    checks = {"store": await run_in_threadpool(_check_store, broker)}
-    for environment in broker.environments.values():
-        for name, backend in environment.backends.items():
-            checks[f"{environment.name}/{name}"] = await run_in_threadpool(
-                _check_backend, backend.check
-            )
+    """Ready when the store and every backend of every environment answer.
+
+    Checks run at once, so one store that is slow to fail (retries, timeouts)
+    delays the answer by its own time only, not by the sum of all of them.
+    """
+    backends = [
+        (f"{environment.name}/{name}", backend)
+        for environment in broker.environments.values()
+        for name, backend in environment.backends.items()
+    ]
+    outcomes = await asyncio.gather(
+        run_in_threadpool(_check_store, broker),
+        *(run_in_threadpool(_check_backend, backend.check) for _, backend in backends),
+    )
+    names = ["store", *(key for key, _ in backends)]
+    checks = dict(zip(names, outcomes, strict=True))
     ready = all(status == "ok" for status in checks.values())
     return JSONResponse(
         {"status": "ready" if ready else "not_ready", "checks": checks},
