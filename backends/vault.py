@@ -310,11 +310,14 @@ class VaultBackend:
         config: VaultConfig,
         clock: Clock,
         session: requests.Session | None = None,
+        key: str | None = None,
     ) -> None:
         self.name = name
         self.max_value_bytes = config.max_value_bytes
         self._config = config
         self._clock = clock
+        # Where this backend's options sit in the configuration, for messages.
+        self._key = key or name
         self._vault = VaultSession(
             config.url,
             auth=config.auth,
@@ -324,6 +327,7 @@ class VaultBackend:
             timeout=config.timeout,
             renew_before=config.renew_before,
             session=session,
+            where=f"{self._key}.auth",
         )
         self._mount_checked = False
         self._mount_lock = threading.Lock()
@@ -824,5 +828,6 @@ Config = VaultConfig
 
 def create(name: str, config: VaultConfig, context: BackendContext) -> VaultBackend:
     """The registry's entry point; refuses to start without a usable credential."""
-    check_credentials(config.auth)
-    return VaultBackend(name, config=config, clock=context.clock)
+    key = f"environments.{context.env}.backends.{name}"
+    check_credentials(config.auth, f"{key}.auth")
+    return VaultBackend(name, config=config, clock=context.clock, key=key)

@@ -25,7 +25,7 @@ import hvac.exceptions as hvac_errors  # type: ignore[import-untyped]
 import requests
 import structlog
 from hvac.adapters import JSONAdapter  # type: ignore[import-untyped]
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from service.clock import Clock
 from service.errors import (
@@ -45,6 +45,9 @@ from service.sensitive import MASK, Sensitive
 log = structlog.get_logger(__name__)
 
 KUBERNETES_JWT_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+# Vault Agent's convention for files it renders: one file per credential.
+ROLE_ID_FILE = Path("/run/secrets/vault-role-id")
+SECRET_ID_FILE = Path("/run/secrets/vault-secret-id")
 
 
 class TokenAuth(BaseModel):
@@ -57,16 +60,26 @@ class TokenAuth(BaseModel):
 
 
 class AppRoleAuth(BaseModel):
-    """`{method: approle, role_id, secret_id_file, mount: approle}`."""
+    """`{method: approle, role_id_file, secret_id_file, mount: approle}`.
+
+    Both files default to where Vault Agent and container platforms leave
+    secrets, so `{method: approle}` is complete. A role id names the role and
+    grants nothing alone, so it may be given inline as `role_id` instead.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     method: Literal["approle"]
-    # Optional here so that a half-written configuration still parses; `create`
-    # refuses to start without them, naming the key.
-    role_id: str | None = None
-    secret_id_file: Path | None = None
+    role_id: str | None = Field(default=None, min_length=1)
+    role_id_file: Path = ROLE_ID_FILE
+    secret_id_file: Path = SECRET_ID_FILE
     mount: str = Field(default="approle", min_length=1)
+
+    @model_validator(mode="after")
+    def _one_role_id(self) -> AppRoleAuth:
+        if self.role_id is not None and "role_id_file" in self.model_fields_set:
+            raise ValueError("give role_id or role_id_file, not both")
+        return self
 
 
 class KubernetesAuth(BaseModel):
@@ -107,20 +120,44 @@ def read_credential(key: str, path: Path) -> Sensitive:
     return Sensitive(text)
 
 
-def check_credentials(auth: TokenAuth | AppRoleAuth | KubernetesAuth) -> None:
-    """Refuse start-up when the configured credential cannot be loaded."""
+def credential_files(
+    auth: TokenAuth | AppRoleAuth | KubernetesAuth,
+) -> dict[str, Path]:
+    """The files a login reads, by the name of the option that gives each."""
     if isinstance(auth, TokenAuth):
-        read_credential("auth.token_file", auth.token_file)
-    elif isinstance(auth, AppRoleAuth):
-        if not auth.role_id:
-            raise ConfigurationError("auth.role_id: required for an approle login")
-        if auth.secret_id_file is None:
+        return {"token_file": auth.token_file}
+    if isinstance(auth, AppRoleAuth):
+        files = {"secret_id_file": auth.secret_id_file}
+        return files if auth.role_id else {"role_id_file": auth.role_id_file, **files}
+    return {"jwt_file": auth.jwt_file}
+
+
+def load_credentials(
+    auth: TokenAuth | AppRoleAuth | KubernetesAuth, where: str = "auth"
+) -> dict[str, Sensitive]:
+    """Every credential a login needs, read now; `where` is the `auth` key path.
+
+    Raises ConfigurationError naming the option and the file (and saying when
+    the file is the default one), never the content.
+    """
+    loaded = {}
+    for option, path in credential_files(auth).items():
+        try:
+            loaded[option] = read_credential(f"{where}.{option}", path)
+        except ConfigurationError as error:
+            if option in auth.model_fields_set:
+                raise
             raise ConfigurationError(
-                "auth.secret_id_file: required for an approle login"
-            )
-        read_credential("auth.secret_id_file", auth.secret_id_file)
-    else:
-        read_credential("auth.jwt_file", auth.jwt_file)
+                f"{error.message}; that is the default, set {option} to change it"
+            ) from None
+    return loaded
+
+
+def check_credentials(
+    auth: TokenAuth | AppRoleAuth | KubernetesAuth, where: str = "auth"
+) -> None:
+    """Refuse start-up when the configured credential cannot be loaded."""
+    load_credentials(auth, where)
 
 
 # Most specific first is implied: `translate_error` walks each error's MRO.
@@ -222,6 +259,7 @@ class VaultSession:
         timeout: float = 10.0,
         renew_before: float = 1 / 3,
         session: requests.Session | None = None,
+        where: str = "auth",
     ) -> None:
         http = session or requests.Session()
         # Proxies and CA bundles come from the configuration, not from whatever
@@ -232,6 +270,7 @@ class VaultSession:
             base_uri=url, timeout=timeout, session=http, namespace=namespace
         )
         self._auth = auth
+        self._where = where
         self._clock = clock
         self._renew_before = renew_before
         self._grant: _Grant | None = None
@@ -359,7 +398,7 @@ class VaultSession:
 
     def _load_token_file(self, auth: TokenAuth) -> Sensitive:
         try:
-            return read_credential("auth.token_file", auth.token_file)
+            return load_credentials(auth, self._where)["token_file"]
         except ConfigurationError as error:
             raise BackendUnauthorized(
                 f"the broker's vault credential cannot be loaded: {error.message}"
@@ -371,15 +410,15 @@ class VaultSession:
             if isinstance(auth, TokenAuth):
                 grant = self._look_up(self._load_token_file(auth))
             elif isinstance(auth, AppRoleAuth):
-                secret_id = read_credential(
-                    "auth.secret_id_file", auth.secret_id_file or Path()
-                )
+                files = load_credentials(auth, self._where)
+                role_id = auth.role_id or files["role_id_file"].reveal_text()
+                secret_id = files["secret_id_file"].reveal_text()
                 grant = self._log_in(
                     f"auth/{auth.mount}/login",
-                    {"role_id": auth.role_id, "secret_id": secret_id.reveal_text()},
+                    {"role_id": role_id, "secret_id": secret_id},
                 )
             else:
-                jwt = read_credential("auth.jwt_file", auth.jwt_file)
+                jwt = load_credentials(auth, self._where)["jwt_file"]
                 grant = self._log_in(
                     f"auth/{auth.mount}/login",
                     {"role": auth.role, "jwt": jwt.reveal_text()},

@@ -20,7 +20,12 @@ import structlog.testing
 from backends.base import ABSENT, Stage
 from backends.registry import BackendContext, parse_config
 from backends.vault import VaultBackend, VaultConfig, create
-from backends.vault_auth import TRANSLATIONS, read_credential, translate_error
+from backends.vault_auth import (
+    TRANSLATIONS,
+    credential_files,
+    read_credential,
+    translate_error,
+)
 from service.errors import (
     BackendError,
     BackendUnavailable,
@@ -91,6 +96,9 @@ def unique(name: str) -> str:
 # Configuration (cases C17b, C20, C29).
 
 
+CONTEXT = BackendContext("prod", None, None, None)  # type: ignore[arg-type]
+
+
 def vault_options(**overrides: Any) -> dict[str, Any]:
     options: dict[str, Any] = {
         "type": "vault",
@@ -131,12 +139,69 @@ def test_path_prefix_under_data_is_refused_naming_the_mistake() -> None:
         parse_config("prod.vault", vault_options(path_prefix="data/app"))
 
 
-def test_approle_without_role_id_refuses_start_naming_the_key(tmp_path: Path) -> None:
-    """The SPEC's short example parses, but the broker does not start without it."""
+def test_short_approle_config_reads_the_documented_default_files() -> None:
+    """SPEC's `auth: {method: approle}` is complete: both files have defaults."""
     config = parse_config("prod.vault", vault_options(auth={"method": "approle"}))
 
-    with pytest.raises(ConfigurationError, match=r"auth\.role_id"):
-        create("vault", config, None)  # type: ignore[arg-type]
+    assert credential_files(config.auth) == {  # type: ignore[attr-defined]
+        "role_id_file": Path("/run/secrets/vault-role-id"),
+        "secret_id_file": Path("/run/secrets/vault-secret-id"),
+    }
+
+
+def test_inline_role_id_and_role_id_file_together_are_refused() -> None:
+    """One source for the role id: two would leave the reader guessing which wins."""
+    auth = {"method": "approle", "role_id": "r", "role_id_file": "/run/r"}
+
+    with pytest.raises(ConfigurationError, match="role_id or role_id_file"):
+        parse_config("prod.vault", vault_options(auth=auth))
+
+
+def _broken(tmp_path: Path, kind: str) -> Path:
+    path = tmp_path / "vault-secret-id"
+    if kind == "empty":
+        path.write_text("\n")
+    elif kind == "unreadable":
+        path.mkdir()
+    return path
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty", "unreadable"])
+def test_unusable_secret_id_file_refuses_start_naming_key_and_path(
+    tmp_path: Path, kind: str
+) -> None:
+    """Case C17b: the message names the full key and the file, not a value."""
+    role_id_file = tmp_path / "vault-role-id"
+    role_id_file.write_text("canary-role-id\n")
+    secret_id_file = _broken(tmp_path, kind)
+    auth = {"method": "approle", "role_id_file": str(role_id_file),
+            "secret_id_file": str(secret_id_file)}  # fmt: skip
+    config = parse_config("prod.vault", vault_options(auth=auth))
+
+    with pytest.raises(ConfigurationError) as refused:
+        create("vault", config, CONTEXT)  # type: ignore[arg-type]
+
+    message = refused.value.message
+    assert "environments.prod.backends.vault.auth.secret_id_file" in message
+    assert str(secret_id_file) in message
+    assert "canary" not in message
+
+
+def test_missing_default_file_is_named_as_the_default(tmp_path: Path) -> None:
+    """An operator who never set the option learns where the broker looked."""
+    secret_id_file = tmp_path / "vault-secret-id"
+    secret_id_file.write_text("canary-secret-id\n")
+    auth = {"method": "approle", "secret_id_file": str(secret_id_file)}
+    config = parse_config("prod.vault", vault_options(auth=auth))
+
+    with pytest.raises(ConfigurationError) as refused:
+        create("vault", config, CONTEXT)  # type: ignore[arg-type]
+
+    assert refused.value.message == (
+        "environments.prod.backends.vault.auth.role_id_file: cannot read "
+        "/run/secrets/vault-role-id (No such file or directory); that is the "
+        "default, set role_id_file to change it"
+    )
 
 
 def test_token_file_loses_one_trailing_newline(tmp_path: Path) -> None:
@@ -158,7 +223,7 @@ def test_token_file_with_stray_whitespace_refuses_start(tmp_path: Path) -> None:
     )
 
     with pytest.raises(ConfigurationError) as refused:
-        create("vault", config, None)  # type: ignore[arg-type]
+        create("vault", config, CONTEXT)
 
     assert "auth.token_file" in refused.value.message
     assert "canary" not in refused.value.message
@@ -478,7 +543,7 @@ def approle(vault: Provider, tmp_path: Path) -> Iterator[Any]:
     policy = 'path "secret/*" { capabilities = ["create", "read", "update", "list"] }'
     vault.api("PUT", "sys/policies/acl/broker", {"policy": policy})
 
-    def make(ttl: str, max_ttl: str) -> dict[str, Any]:
+    def make(ttl: str, max_ttl: str, *, role_id_file: bool = False) -> dict[str, Any]:
         role = unique("broker")
         vault.api(
             "POST",
@@ -489,13 +554,26 @@ def approle(vault: Provider, tmp_path: Path) -> Iterator[Any]:
         secret = vault.api("POST", f"auth/approle/role/{role}/secret-id")["data"]
         secret_id_file = tmp_path / f"{role}-secret-id"
         secret_id_file.write_text(secret["secret_id"] + "\n")
-        return {
-            "method": "approle",
-            "role_id": role_id["role_id"],
-            "secret_id_file": str(secret_id_file),
-        }
+        auth = {"method": "approle", "secret_id_file": str(secret_id_file)}
+        if not role_id_file:
+            return auth | {"role_id": role_id["role_id"]}
+        role_id_path = tmp_path / f"{role}-role-id"
+        role_id_path.write_text(role_id["role_id"] + "\n")
+        return auth | {"role_id_file": str(role_id_path)}
 
     yield make
+
+
+def test_approle_logs_in_with_both_ids_from_files(
+    vault: Provider, approle: Any
+) -> None:
+    """Case C17b: role id and secret id files end in a newline and still work."""
+    backend = vault.new_backend(auth=approle("1h", "1h", role_id_file=True))
+
+    with structlog.testing.capture_logs() as logs:
+        backend.check()
+
+    assert events(logs) == ["vault.login"]
 
 
 def events(logs: Sequence[Mapping[str, Any]]) -> list[str]:
