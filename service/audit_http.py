@@ -28,7 +28,13 @@ ACTIONS: Final = {
     ("POST", "/v1/{env}/secrets/{name:path}/compromise"): "secret.compromise",
     ("POST", "/v1/{env}/rotations"): "rotation.bulk",
     ("POST", "/v1/{env}/revoke"): "token.revoke",
+    ("POST", "/v1/{env}/introspect"): "token.introspect",
+    ("POST", "/v1/{env}/tokens/{jti}/revoke"): "token.revoke",
     ("POST", "/v1/{env}/services/{service}/revoke"): "service.revoke",
+    ("POST", "/v1/{env}/services/{service}/enable"): "service.enable",
+    ("GET", "/v1/{env}/keys"): "key.list",
+    ("POST", "/v1/{env}/keys/rotate"): "key.rotate",
+    ("POST", "/v1/{env}/keys/{kid}/revoke"): "key.revoke",
     ("POST", "/v1/{env}/services/{service}/credentials"): "credential.create",
     ("DELETE", "/v1/{env}/services/{service}/credentials/{credential_id}"): (
         "credential.revoke"

@@ -317,3 +317,30 @@ def test_keys_listing_shows_each_keys_state(broker: Replica) -> None:
     states = {k["kid"]: k["state"] for k in broker.admin("GET", "keys").json()["keys"]}
 
     assert states == {kid: "signing", waiting.json()["kid"]: "published"}
+
+
+def test_a_refused_key_revocation_is_audited_as_one(broker: Replica) -> None:
+    answer = broker.local.call(
+        "POST",
+        "/v1/dev/keys/some-kid/revoke",
+        headers=broker.local.bearer(broker.token()),
+    )
+
+    record = broker.local.audit_records("dev")[-1]
+    assert answer.status_code == 403
+    assert (record["action"], record["outcome"]) == ("key.revoke", "denied")
+
+
+def test_introspection_is_audited_with_the_jti_it_answered_for(
+    broker: Replica,
+) -> None:
+    token = broker.token()
+
+    broker.form("introspect", "billing-api", token=token)
+
+    record = broker.local.audit_records("dev")[-1]
+    assert (record["action"], record["target"]) == (
+        "token.introspect",
+        broker.principal(token).jti,
+    )
+    assert token not in str(record)
