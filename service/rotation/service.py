@@ -26,7 +26,13 @@ from policies.match import Pattern
 from policies.scopes import Action
 from service.clock import Clock
 from service.environment import Environment
-from service.errors import InvalidRequest, NotFound, TokenBrokerError
+from service.errors import (
+    BackendError,
+    BackendUnavailable,
+    InvalidRequest,
+    NotFound,
+    TokenBrokerError,
+)
 from service.rotation.bulk import BulkResult, rotate_in_batches
 from service.rotation.consumers import Consumer, ConsumerTracker
 from service.rotation.events import RotationEvents
@@ -40,7 +46,7 @@ from service.rotation.scheduler import Scheduler
 from service.rotation.settings import RotationSettings, WebhookTarget
 from service.rotation.webhooks import WebhookDispatcher
 from service.rotation.worker import RotationWorker
-from service.secret_access import SecretAccess
+from service.secret_access import SecretAccess, store_unavailable
 from service.tokens import Principal
 
 log = structlog.get_logger(__name__)
@@ -185,30 +191,51 @@ class RotationService:
         async def one(name: str) -> Rotation:
             return await self.rotate(environment, principal, name)
 
+        # Paced by the process's monotonic clock, which is what `sleep` waits on:
+        # a rate is about elapsed time, not the broker's (movable) clock.
         return await rotate_in_batches(
             names,
             one,
             batch_size=self.settings.bulk_batch_size,
             per_second=self.settings.bulk_per_second,
-            now=self.clock.now,
+            backend_of=lambda name: environment.locate(name).backend.name,
         )
 
     def _matching(self, environment: Environment, pattern: Pattern) -> list[str]:
-        """Declared secrets and default-backend secrets that match, sorted."""
+        """Declared secrets and default-backend secrets that match, sorted.
+
+        Raises the backend's error when its listing fails: a rotation of "every
+        match" must not quietly become a rotation of the first pages' matches.
+        """
         found = {
             name for name in environment.policy.declarations() if pattern.matches(name)
         }
         prefix = str(pattern).split("*", 1)[0]
         backend = environment.default_backend
         token: str | None = None
+        seen: set[str] = set()
         while True:
             try:
                 page = backend.list(prefix, page_size=LIST_PAGE_SIZE, page_token=token)
-            except TokenBrokerError:
-                log.warning("rotation_bulk_listing_failed", env=environment.name)
-                break
+            except BackendUnavailable as error:
+                raise store_unavailable(
+                    environment.name, backend.name, error
+                ) from error
+            except TokenBrokerError as error:
+                log.warning(
+                    "rotation_bulk_listing_failed",
+                    env=environment.name,
+                    backend=backend.name,
+                    error=error.code,
+                )
+                raise
             found.update(s.path for s in page.items if pattern.matches(s.path))
-            if page.next_token is None or page.next_token == token:
-                break
+            if page.next_token is None:
+                return sorted(found)
+            if page.next_token in seen:
+                raise BackendError(
+                    f"the secret store {backend.name!r} repeated a page of its "
+                    "listing; the bulk rotation was stopped before it started"
+                )
+            seen.add(page.next_token)
             token = page.next_token
-        return sorted(found)

@@ -176,13 +176,15 @@ def _bulk_body(result: BulkResult) -> dict[str, Any]:
         }
     assert result.rotation is not None
     rotation = result.rotation
+    # `retrying`: a step failed now and the worker tries again at
+    # `next_attempt_at`; the failure is reported, never shown as progress.
     status = {
         State.GRACE: "rotated",
         State.COMPLETED: "rotated",
         State.RUNNING: "in_progress",
-        State.RETRYING: "in_progress",
+        State.RETRYING: "retrying",
     }.get(rotation.state, "failed")
-    return {
+    body: dict[str, Any] = {
         "name": result.name,
         "status": status,
         "rotation_id": rotation.id,
@@ -190,6 +192,10 @@ def _bulk_body(result: BulkResult) -> dict[str, Any]:
         "version": rotation.new_version,
         "failed_step": rotation.failed_step,
     }
+    if status in ("retrying", "failed"):
+        body["error_description"] = rotation.error
+        body["next_attempt_at"] = _iso(rotation.next_attempt_at)
+    return body
 
 
 def _consumers_body(
