@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -62,7 +63,7 @@ class Replica:
             "GET", f"/v1/{ENV}/secrets/{SECRET}", headers=self.local.bearer(token)
         )
 
-    def admin(self, method: str, path: str, **options: object) -> httpx.Response:
+    def admin(self, method: str, path: str, **options: Any) -> httpx.Response:
         token = self.local.admin_token(ENV)
         return self.local.call(
             method, f"/v1/{ENV}/{path}", headers=self.local.bearer(token), **options
