@@ -77,6 +77,9 @@ class SecretAccess:
         # Called with True on a cache hit, False on a miss (metrics).
         self.cache_observer: Callable[[bool], None] | None = None
         self._lock = threading.Lock()
+        # Counts `forget` calls: a read that overlaps one may have fetched the
+        # version just replaced, so it does not go into the cache.
+        self._forgets = 0
         self._cache: TTLCache[tuple[str, str, str], SecretVersion] | None = None
         if cache_seconds > 0:
             self._cache = TTLCache(cache_size, cache_seconds, timer=clock.now)
@@ -103,6 +106,7 @@ class SecretAccess:
             self.cache_observer(found is not None)
         if found is None:
             location = environment.locate(name)
+            forgets = self._forgets
             found = await _in_store(
                 environment,
                 location.backend,
@@ -113,7 +117,8 @@ class SecretAccess:
             )
             if self._cache is not None:
                 with self._lock:
-                    self._cache[key] = found
+                    if self._forgets == forgets:
+                        self._cache[key] = found
         for observe in self.read_observers:
             observe(environment.name, name, found.version, principal.service)
         return found
@@ -224,6 +229,7 @@ class SecretAccess:
         if self._cache is None:
             return
         with self._lock:
+            self._forgets += 1
             for key in [key for key in self._cache if key[:2] == (env, name)]:
                 self._cache.pop(key, None)
 
@@ -247,7 +253,8 @@ def store_unavailable(
     env: str, backend: str, error: BackendUnavailable
 ) -> BackendUnavailable:
     """The caller's answer for a store that is down; the store's reason is logged."""
-    log.warning("backend_unavailable", env=env, backend=backend, reason=error.message)
+    reason = error.detail or error.message
+    log.warning("backend_unavailable", env=env, backend=backend, reason=reason)
     return BackendUnavailable(
         f"the secret store {backend!r} of environment {env!r} cannot be reached "
         "right now; secrets in other stores are not affected; try again later"
