@@ -1,10 +1,12 @@
 """Audit records of HTTP requests: who, what, from where, under which request id.
 
-Routers call `audit_request` once an operation succeeded and before they answer;
-the error handlers call `audit_failure` for every refusal (401, 403, 429) and for
-every other failure of a caller that has identified itself. Both wait for the
-commit, so an answer never leaves before its record is stored; when the audit
-log cannot record, they raise AuditUnavailable and the caller gets 503 instead.
+Reads call `audit_request` once they have read and before they answer. Every
+change goes through `audited_change`, which commits a record of the intent
+before anything changes and a record of the outcome after. The error handlers
+call `audit_failure` for every refusal (401, 403, 429) and for every other
+failure of a caller that has identified itself. All wait for the commit, so an
+answer never leaves before its record is stored; when the audit log cannot
+record, they raise AuditUnavailable and the caller gets 503 instead.
 
 Requests leave their part of the story in `request.state`: `principal` (a
 verified token), `client_id` (who tried the token endpoint), `claimed` (what a
@@ -13,11 +15,17 @@ refused token claimed about itself, unverified) and `audit_action`.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, Final
 
+import structlog
 from fastapi import Request
 
+from service.audit import AuditUnavailable
 from service.tokens import Principal
+
+log = structlog.get_logger(__name__)
 
 ACTIONS: Final = {
     ("POST", "/v1/{env}/token"): "token.issue",
@@ -45,6 +53,56 @@ ACTIONS: Final = {
 }
 OUTCOMES: Final = {401: "refused", 403: "denied", 429: "throttled"}
 REFUSALS: Final = frozenset(OUTCOMES)
+REQUESTED: Final = "requested"
+
+
+class Change:
+    """What a change adds to its outcome record (the version it wrote, ...)."""
+
+    __slots__ = ("fields",)
+
+    def __init__(self) -> None:
+        self.fields: dict[str, Any] = {}
+
+    def record(self, **fields: Any) -> None:
+        self.fields.update(fields)
+
+
+@asynccontextmanager
+async def audited_change(
+    request: Request, action: str, *, own_outcome: bool = False, **fields: Any
+) -> AsyncIterator[Change]:
+    """Commit the intent of a change, let the block make it, record the outcome.
+
+    The intent (outcome `requested`, with `fields`) is committed before the
+    block runs: when it cannot be, AuditUnavailable (503) is raised and nothing
+    has changed. A block that raises is recorded by the error handlers, as any
+    failure is. After the block, the outcome (`ok`, with `fields` and what the
+    block gave `Change.record`) is recorded, unless the operation records its
+    own (`own_outcome`, as Revocations does).
+    """
+    await audit_request(request, action, REQUESTED, **fields)
+    change = Change()
+    yield change
+    if own_outcome:
+        return
+    try:
+        await audit_request(request, action, "ok", **(fields | change.fields))
+    except AuditUnavailable:
+        # The change has happened and cannot be taken back unrecorded either, so
+        # the caller gets its real answer rather than a 503 that would hide it: a
+        # client secret is shown only once, and a retried write writes again.
+        # The chain holds the intent under this request id, which an auditor
+        # reads as "may have happened"; this line tells the operator it did.
+        # TODO: keep the outcome and append it once the audit log is back; until
+        # then the intent record and this ERROR line are the evidence.
+        log.error(
+            "audit_outcome_unrecorded",
+            env=request.path_params.get("env"),
+            action=action,
+            target=(fields | change.fields).get("target"),
+            version=change.fields.get("version"),
+        )
 
 
 async def audit_request(

@@ -117,6 +117,12 @@ class Broker:
                 source = folder
             else:
                 continue
+            # The intent first, as for every change: a store that cannot audit
+            # refuses to start before any document of the folder is applied.
+            self.audit.record(
+                environment.name, "policy.apply", "requested", actor="file",
+                folder=str(source),
+            )  # fmt: skip
             applied = self.policies.load_folder(
                 environment.name, source, backends=environment.backends
             )

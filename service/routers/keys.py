@@ -15,7 +15,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from service.audit_http import audit_request, source_address
+from service.audit_http import audited_change, source_address
 from service.clock import utc
 from service.dependencies import AdminDep, BrokerDep, EnvironmentDep
 from service.keys import KeyState
@@ -43,13 +43,9 @@ async def rotate_key(
 ) -> JSONResponse:
     """Publish a new key now; it signs once the overlap has passed."""
     keyring = environment.tokens.keyring
-    key = await run_in_threadpool(keyring.rotate, overlap_seconds)
-    await audit_request(
-        request,
-        "key.rotate",
-        target=key.kid,
-        activates_at=_iso(key.activates),
-    )
+    async with audited_change(request, "key.rotate") as change:
+        key = await run_in_threadpool(keyring.rotate, overlap_seconds)
+        change.record(target=key.kid, activates_at=_iso(key.activates))
     return JSONResponse(
         {
             "kid": key.kid,
@@ -70,15 +66,18 @@ async def revoke_key(
     reason: Annotated[str | None, Query(max_length=256)] = None,
 ) -> JSONResponse:
     """Withdraw a key and every token it signed."""
-    revoked = await run_in_threadpool(
-        broker.revocations.revoke_key,
-        environment.name,
-        kid,
-        reason=reason,
-        actor=admin.service,
-        request_id=request.scope.get("request_id"),
-        source=source_address(request),
-    )
+    async with audited_change(
+        request, "key.revoke", own_outcome=True, target=kid, reason=reason
+    ):
+        revoked = await run_in_threadpool(
+            broker.revocations.revoke_key,
+            environment.name,
+            kid,
+            reason=reason,
+            actor=admin.service,
+            request_id=request.scope.get("request_id"),
+            source=source_address(request),
+        )
     return JSONResponse(
         {"kid": revoked.kid, "revoked": True, "replacement": revoked.replacement}
     )

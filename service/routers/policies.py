@@ -10,10 +10,11 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from policies.load import MEDIA_TYPES
-from service.audit_http import audit_request
+from service.audit_http import audited_change
 from service.dependencies import AdminDep, BrokerDep, EnvironmentDep
 from service.errors import InvalidRequest, UnsupportedMediaType
 from service.explain import explanation
+from service.policy_store import Applied
 
 router = APIRouter(tags=["policies"])
 
@@ -37,36 +38,35 @@ async def put_policy(
         source = body.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidRequest("a policy document is UTF-8 text") from None
-    applied = await run_in_threadpool(
-        broker.policies.put,
-        environment.name,
-        name,
-        source,
-        media_type,
-        backends=environment.backends,
-        actor=admin.service,
-        dry_run=dry_run,
-    )
-    changes = {
-        service: {"added": list(change.added), "removed": list(change.removed)}
-        for service, change in applied.changes.items()
-    }
-    if not dry_run:
-        await run_in_threadpool(broker.reload_policy, environment)
-        await audit_request(
-            request,
-            "policy.apply",
-            target=name,
-            version=str(applied.revision),
-            sha256=hashlib.sha256(body).hexdigest(),
-            changes=changes,
+
+    async def apply(dry: bool) -> Applied:
+        return await run_in_threadpool(
+            broker.policies.put,
+            environment.name,
+            name,
+            source,
+            media_type,
+            backends=environment.backends,
+            actor=admin.service,
+            dry_run=dry,
         )
+
+    if dry_run:
+        applied = await apply(True)
+    else:
+        digest = hashlib.sha256(body).hexdigest()
+        async with audited_change(
+            request, "policy.apply", target=name, sha256=digest
+        ) as change:
+            applied = await apply(False)
+            await run_in_threadpool(broker.reload_policy, environment)
+            change.record(version=str(applied.revision), changes=_changes(applied))
     return JSONResponse(
         {
             "name": name,
             "revision": applied.revision,
             "dry_run": dry_run,
-            "changes": changes,
+            "changes": _changes(applied),
         }
     )
 
@@ -115,16 +115,23 @@ async def delete_policy(
     admin: AdminDep,
     broker: BrokerDep,
 ) -> Response:
-    await run_in_threadpool(
-        broker.policies.delete,
-        environment.name,
-        name,
-        backends=environment.backends,
-        actor=admin.service,
-    )
-    await run_in_threadpool(broker.reload_policy, environment)
-    await audit_request(request, "policy.delete", target=name)
+    async with audited_change(request, "policy.delete", target=name):
+        await run_in_threadpool(
+            broker.policies.delete,
+            environment.name,
+            name,
+            backends=environment.backends,
+            actor=admin.service,
+        )
+        await run_in_threadpool(broker.reload_policy, environment)
     return Response(status_code=204)
+
+
+def _changes(applied: Applied) -> dict[str, dict[str, list[str]]]:
+    return {
+        service: {"added": list(change.added), "removed": list(change.removed)}
+        for service, change in applied.changes.items()
+    }
 
 
 def _media_type(header: str | None) -> str:

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from backends.base import Stage
 from policies.match import validate_secret_name
 from policies.scopes import Action
-from service.audit_http import audit_request
+from service.audit_http import audited_change
 from service.dependencies import BrokerDep, EnvironmentDep, PrincipalDep
 from service.environment import Environment
 from service.errors import InvalidRequest, SecretNotFound
@@ -47,17 +47,15 @@ async def rotate_secret(
 ) -> JSONResponse:
     """Rotate now; 200 when finished (or stopped), 202 while it goes on."""
     _check_name(name)
-    rotation = await broker.rotation.rotate(environment, principal, name)
+    async with audited_change(request, "rotation.request", target=name) as change:
+        rotation = await broker.rotation.rotate(environment, principal, name)
+        change.record(
+            version=rotation.new_version,
+            rotation_id=rotation.id,
+            state=rotation.state.value,
+        )
     view = await broker.rotation.view(environment, principal, rotation.id)
     status = 202 if rotation.state in IN_PROGRESS else 200
-    await audit_request(
-        request,
-        "rotation.request",
-        target=name,
-        version=rotation.new_version,
-        rotation_id=rotation.id,
-        state=rotation.state.value,
-    )
     return JSONResponse(
         _rotation_body(view.rotation, view.steps), status_code=status, headers=NO_STORE
     )
@@ -86,10 +84,9 @@ async def rotate_many(
 ) -> JSONResponse:
     """Rotate every secret a pattern matches, in rate-limited batches."""
     body = read_model(BulkRequest, await request.body())
-    results = await broker.rotation.bulk(environment, principal, body.pattern)
-    await audit_request(
-        request, "rotation.bulk", target=body.pattern, secrets=len(results)
-    )
+    async with audited_change(request, "rotation.bulk", target=body.pattern) as change:
+        results = await broker.rotation.bulk(environment, principal, body.pattern)
+        change.record(secrets=len(results))
     return JSONResponse(
         {"pattern": body.pattern, "results": [_bulk_body(r) for r in results]},
         headers=NO_STORE,

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 from backends.base import SecretVersion, Stage
-from service.audit_http import audit_request
+from service.audit_http import audit_request, audited_change
 from service.broker import Broker
 from service.dependencies import BrokerDep, EnvironmentDep, PrincipalDep
 from service.errors import InvalidRequest
@@ -130,19 +130,18 @@ async def write_secret(
     value = _decode_value(write)
     if if_none_match is not None and if_none_match.strip() != "*":
         raise InvalidRequest("If-None-Match accepts only *")
-    info = await broker.secrets.write(
-        environment,
-        principal,
-        name,
-        value,
-        binary=write.encoding == "base64",
-        if_match=_etag(if_match),
-        if_none_match=if_none_match is not None,
-    )
-    # TODO: the value is stored before its record is committed, so a write
-    # whose record fails answers 503 but stays written; a write-ahead record
-    # would close that gap at the price of a second commit per write.
-    await audit_request(request, "secret.write", target=name, version=info.version)
+    expected = _etag(if_match)
+    async with audited_change(request, "secret.write", target=name) as change:
+        info = await broker.secrets.write(
+            environment,
+            principal,
+            name,
+            value,
+            binary=write.encoding == "base64",
+            if_match=expected,
+            if_none_match=if_none_match is not None,
+        )
+        change.record(version=info.version)
     return JSONResponse(
         {"name": name, "version": info.version, "created_at": _iso(info.created_at)},
         headers={**NO_STORE, "ETag": f'"{info.version}"'},

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from service.audit_http import audit_request, source_address
+from service.audit_http import audited_change, source_address
 from service.clock import utc
 from service.dependencies import AdminDep, BrokerDep, EnvironmentDep
 from service.environment import Environment
@@ -32,12 +32,11 @@ async def create_credential(
     broker: BrokerDep,
 ) -> JSONResponse:
     _require_service(environment, service)
-    created = await run_in_threadpool(
-        broker.credentials.create, environment.name, service
-    )
-    await audit_request(
-        request, "credential.create", target=service, version=created.info.id
-    )
+    async with audited_change(request, "credential.create", target=service) as change:
+        created = await run_in_threadpool(
+            broker.credentials.create, environment.name, service
+        )
+        change.record(version=created.info.id)
     return JSONResponse(
         {
             "client_id": service,
@@ -78,12 +77,12 @@ async def revoke_credential(
     _admin: AdminDep,
     broker: BrokerDep,
 ) -> Response:
-    await run_in_threadpool(
-        broker.credentials.revoke, environment.name, service, credential_id
-    )
-    await audit_request(
+    async with audited_change(
         request, "credential.revoke", target=service, version=credential_id
-    )
+    ):
+        await run_in_threadpool(
+            broker.credentials.revoke, environment.name, service, credential_id
+        )
     return Response(status_code=204)
 
 
@@ -100,16 +99,20 @@ async def revoke_service(
     """Every token the service holds stops working; `disable` refuses new ones."""
     if disable and service == admin.service:
         raise Conflict("an admin cannot disable the service it calls as")
-    revoked = await run_in_threadpool(
-        broker.revocations.revoke_service,
-        environment.name,
-        service,
-        disable,
-        reason=reason,
-        actor=admin.service,
-        request_id=request.scope.get("request_id"),
-        source=source_address(request),
-    )
+    async with audited_change(
+        request, "service.revoke", own_outcome=True, target=service,
+        disable=disable, reason=reason,
+    ):  # fmt: skip
+        revoked = await run_in_threadpool(
+            broker.revocations.revoke_service,
+            environment.name,
+            service,
+            disable,
+            reason=reason,
+            actor=admin.service,
+            request_id=request.scope.get("request_id"),
+            source=source_address(request),
+        )
     return JSONResponse(_service_state(service, revoked))
 
 
@@ -123,15 +126,18 @@ async def enable_service(
     reason: Reason = None,
 ) -> JSONResponse:
     """A disabled service may get tokens again; its old tokens stay revoked."""
-    enabled = await run_in_threadpool(
-        broker.revocations.enable_service,
-        environment.name,
-        service,
-        reason=reason,
-        actor=admin.service,
-        request_id=request.scope.get("request_id"),
-        source=source_address(request),
-    )
+    async with audited_change(
+        request, "service.enable", own_outcome=True, target=service, reason=reason
+    ):
+        enabled = await run_in_threadpool(
+            broker.revocations.enable_service,
+            environment.name,
+            service,
+            reason=reason,
+            actor=admin.service,
+            request_id=request.scope.get("request_id"),
+            source=source_address(request),
+        )
     return JSONResponse(_service_state(service, enabled))
 
 

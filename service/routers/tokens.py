@@ -23,7 +23,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from service.audit_http import audit_request, source_address
+from service.audit_http import audit_request, audited_change, source_address
 from service.broker import Broker
 from service.client_auth import authenticate_client, client_credentials, read_form
 from service.clock import utc
@@ -80,14 +80,17 @@ async def revoke(
         return Response(status_code=200, headers=NO_STORE)
     if caller != principal.service and not _is_admin(environment, caller):
         raise UnauthorizedClient("the token was not issued to this client")
-    await run_in_threadpool(
-        broker.revocations.revoke_token,
-        principal,
-        reason="revoked by its holder (RFC 7009)",
-        actor=caller,
-        request_id=request.scope.get("request_id"),
-        source=source_address(request),
-    )
+    async with audited_change(
+        request, "token.revoke", own_outcome=True, actor=caller, target=principal.jti
+    ):
+        await run_in_threadpool(
+            broker.revocations.revoke_token,
+            principal,
+            reason="revoked by its holder (RFC 7009)",
+            actor=caller,
+            request_id=request.scope.get("request_id"),
+            source=source_address(request),
+        )
     return Response(status_code=200, headers=NO_STORE)
 
 
@@ -101,15 +104,18 @@ async def revoke_by_id(
     reason: Reason = None,
 ) -> JSONResponse:
     """Revoke a token by its `jti`, without holding it."""
-    revoked = await run_in_threadpool(
-        broker.revocations.revoke_jti,
-        environment.name,
-        jti,
-        reason=reason,
-        actor=admin.service,
-        request_id=request.scope.get("request_id"),
-        source=source_address(request),
-    )
+    async with audited_change(
+        request, "token.revoke", own_outcome=True, target=jti, reason=reason
+    ):
+        revoked = await run_in_threadpool(
+            broker.revocations.revoke_jti,
+            environment.name,
+            jti,
+            reason=reason,
+            actor=admin.service,
+            request_id=request.scope.get("request_id"),
+            source=source_address(request),
+        )
     return JSONResponse(
         {
             "jti": jti,
