@@ -1,9 +1,12 @@
 """The `vault` backend: HashiCorp Vault or OpenBao KV version 2, through hvac.
 
-URLs (case C20). The configured `mount` is checked against the server once
+URLs (case C20). The configured `mount` is checked against the server
 (`sys/internal/ui/mounts/{mount}`, which needs no sudo): it must be exactly the
 mount Vault resolves the name to (longest prefix), so `team/kv` works and
 `team/kv/app` is refused with the right split, and it must be KV version 2.
+The check runs at start-up, which a wrong mount stops; when the server cannot
+answer then, it runs again on first use, and until it passes every request
+answers 503 `backend_misconfigured` (or the server's own failure).
 Each operation builds one URL, `{mount}/{data|metadata|delete|undelete}/
 {path_prefix}{path}`; a path starting with `data/` or `metadata/` is refused
 with a message naming the mistake. `namespace` goes into the
@@ -67,6 +70,7 @@ from backends.vault_auth import AuthConfig, VaultSession, check_credentials
 from service.clock import Clock, utc
 from service.errors import (
     BackendError,
+    BackendMisconfigured,
     ConfigurationError,
     Conflict,
     InvalidRequest,
@@ -465,7 +469,7 @@ class VaultBackend:
         return SecretPage(items, _encode_token(returned[-1]) if more else None)
 
     def check(self) -> None:
-        self._check_mount()
+        self.check_mount()
         self._vault.request("GET", "auth/token/lookup-self")
 
     def close(self) -> None:
@@ -571,13 +575,20 @@ class VaultBackend:
     # URLs and mounts.
 
     def _url(self, kind: str, path: str) -> str:
-        self._check_mount()
+        self.check_mount()
         if kind != "metadata" or not (path == "" or path.endswith("/")):
             _check_path(path)
         full = quote(self._config.path_prefix + path, safe="/")
         return f"{quote(self._config.mount, safe='/')}/{kind}/{full}"
 
-    def _check_mount(self) -> None:
+    def check_mount(self) -> None:
+        """Make sure `mount` is exactly a KV version 2 mount of this server.
+
+        Raises BackendMisconfigured naming the configuration key when it is
+        not, or the session's error when the server cannot tell. Only success
+        is remembered: a mount fixed on the server (`kv enable-versioning`)
+        serves without a restart.
+        """
         if self._mount_checked:
             return
         with self._mount_lock:
@@ -585,23 +596,18 @@ class VaultBackend:
                 return
             mount = self._config.mount
             answer = self._vault.request("GET", f"sys/internal/ui/mounts/{mount}")
-            data = answer.get("data") or {}
-            found = str(data.get("path", "")).strip("/")
-            version = str((data.get("options") or {}).get("version", "1"))
-            if not found:
-                raise ConfigurationError(
-                    f"{self.name}.mount: {mount!r} is not a mount of this server"
+            problem = _mount_problem(mount, answer.get("data") or {})
+            if problem is not None:
+                message, detail = problem
+                log.error(
+                    "vault.mount_refused",
+                    backend=self.name,
+                    key=self._key,
+                    mount=mount,
+                    reason=detail,
                 )
-            if found != mount:
-                raise ConfigurationError(
-                    f"{self.name}.mount: {mount!r} lies inside the mount {found!r}; "
-                    f"set mount: {found} and put the rest in path_prefix"
-                )
-            if data.get("type") not in ("kv", "generic") or version != "2":
-                raise ConfigurationError(
-                    f"{self.name}.mount: {mount!r} is not a KV version 2 mount "
-                    f"(type {data.get('type')}, version {version}); stages and "
-                    "versions need KV version 2"
+                raise BackendMisconfigured(
+                    f"{self._key}.mount {message}", detail=detail
                 )
             self._mount_checked = True
 
@@ -666,6 +672,34 @@ def _check_prefix(prefix: str) -> None:
             raise ValueError("control characters are not allowed")
     except ValueError as error:
         raise InvalidRequest(f"vault prefix {prefix!r}: {error}") from None
+
+
+def _mount_problem(mount: str, data: Mapping[str, Any]) -> tuple[str, str] | None:
+    """What is wrong with `mount` by the server's account of it, if anything:
+    a message that names no path inside the server, and the operator's detail.
+    """
+    found = str(data.get("path", "")).strip("/")
+    kind = data.get("type")
+    version = str((data.get("options") or {}).get("version", "1"))
+    if not found:
+        return "names no mount of the vault server", f"no mount is named {mount!r}"
+    if found != mount:
+        rest = mount.removeprefix(found).strip("/")
+        return (
+            "names a folder inside another mount; set mount to that mount and "
+            "put the rest in path_prefix",
+            f"{mount!r} lies inside the mount {found!r}; set mount: {found} "
+            f"and path_prefix: {rest}/",
+        )
+    if kind not in ("kv", "generic") or version != "2":
+        return (
+            "names a KV version 1 mount, or one of another type; the broker needs "
+            "KV version 2 for versions and stages",
+            f"mount {mount!r} is type {kind}, version {version}; upgrade a KV "
+            f"mount in place with `vault kv enable-versioning {mount}`, or name a "
+            "KV version 2 mount",
+        )
+    return None
 
 
 def _resolve(secret: _Secret, version: str | None, stage: Stage | None) -> int:
@@ -830,4 +864,21 @@ def create(name: str, config: VaultConfig, context: BackendContext) -> VaultBack
     """The registry's entry point; refuses to start without a usable credential."""
     key = f"environments.{context.env}.backends.{name}"
     check_credentials(config.auth, f"{key}.auth")
-    return VaultBackend(name, config=config, clock=context.clock, key=key)
+    backend = VaultBackend(name, config=config, clock=context.clock, key=key)
+    try:
+        backend.check_mount()
+    except BackendMisconfigured as error:
+        backend.close()
+        raise ConfigurationError(f"{error.message} ({error.detail})") from None
+    except BackendError as error:
+        # A server that is down, or refuses the broker for now, must not keep
+        # the other backends and environments from starting: first use checks
+        # again, and /readyz reports it meanwhile.
+        log.warning(
+            "vault.mount_check_deferred",
+            backend=name,
+            env=context.env,
+            error=error.code,
+            reason=error.detail or error.message,
+        )
+    return backend

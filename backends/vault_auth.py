@@ -187,36 +187,43 @@ _QUERY = re.compile(r"\?[^\s\"',]*")
 
 
 def translate_error(error: Exception) -> TokenBrokerError:
-    """The broker's error for an hvac or requests error; the caller chains it."""
+    """The broker's error for an hvac or requests error; the caller chains it.
+
+    The message says what happened; the server's address, the request path and
+    Vault's own words (which name paths inside the mount) go into `detail`.
+    """
     kind = next(
         (TRANSLATIONS[cls] for cls in type(error).__mro__ if cls in TRANSLATIONS),
         BackendError,
     )
-    message = _describe(error)
+    message, detail = _describe(error)
     if isinstance(error, hvac_errors.InvalidPath):
         gone = _gone_version(error.json)
         if gone is not None:
-            return gone(message)
-    if isinstance(error, hvac_errors.InvalidRequest) and "check-and-set" in message:
-        return PreconditionFailed(message)
-    if kind is Throttled:
-        return Throttled(message)
-    return kind(message)
+            return gone(message, detail=detail)
+    if isinstance(error, hvac_errors.InvalidRequest) and "check-and-set" in detail:
+        return PreconditionFailed("vault refused a stale check-and-set", detail=detail)
+    return kind(message, detail=detail)
 
 
-def _describe(error: Exception) -> str:
-    """What went wrong and where, with query strings and tokens cut out (C17d)."""
+def _describe(error: Exception) -> tuple[str, str]:
+    """What went wrong, and what went wrong where, with query strings and tokens
+    cut out of both (C17d)."""
     if isinstance(error, hvac_errors.VaultError):
         reason = ", ".join(error.errors or []) if error.errors else ""
-        status = type(error).__name__
+        message = f"vault answered {type(error).__name__}"
         where = f"{error.method or ''} {error.url or ''}".strip()
-        text = f"vault answered {status}" + (f": {reason[:200]}" if reason else "")
-        text += f" on {where}" if where else ""
+        detail = message + (f": {reason[:200]}" if reason else "")
     else:
-        text = f"vault cannot be reached ({type(error).__name__})"
+        message = f"vault cannot be reached ({type(error).__name__})"
         request = getattr(error, "request", None)
-        if request is not None and request.url:
-            text += f" on {request.method} {request.url}"
+        where = f"{request.method} {request.url}" if request and request.url else ""
+        detail = message
+    detail += f" on {where}" if where else ""
+    return _clean(message), _clean(detail)
+
+
+def _clean(text: str) -> str:
     return _VAULT_TOKEN.sub(MASK, _QUERY.sub("", text))
 
 
@@ -401,7 +408,7 @@ class VaultSession:
             return load_credentials(auth, self._where)["token_file"]
         except ConfigurationError as error:
             raise BackendUnauthorized(
-                f"the broker's vault credential cannot be loaded: {error.message}"
+                "the broker's vault credential cannot be loaded", detail=error.message
             ) from None
 
     def _login(self, reason: str) -> _Grant:
@@ -425,13 +432,14 @@ class VaultSession:
                 )
         except ConfigurationError as error:
             raise BackendUnauthorized(
-                f"the broker's vault credential cannot be loaded: {error.message}"
+                "the broker's vault credential cannot be loaded", detail=error.message
             ) from None
         except (BackendUnavailable, BackendUnauthorized):
             raise
         except BackendError as error:
             raise BackendUnauthorized(
-                f"vault refused the broker's {auth.method} login: {error.message}"
+                f"vault refused the broker's {auth.method} login: {error.message}",
+                detail=error.detail,
             ) from error
         log.info(
             "vault.login",

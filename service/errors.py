@@ -3,7 +3,9 @@
 Every error the broker raises on purpose derives from `TokenBrokerError` and carries
 the HTTP status and the stable error code the API answers with. Messages are written
 for the caller and never contain a secret value, a client secret or a token: callers
-build them from names, versions and sizes only.
+build them from names, versions and sizes only. What only an operator may see (a
+store's URL or host, a path inside it, the store's own words) goes into `detail`,
+which is logged and never answered.
 
     TokenBrokerError
     ├── ConfigurationError          start-up refused: the configuration is unusable
@@ -24,7 +26,8 @@ build them from names, versions and sizes only.
     ├── Throttled                   429 the caller or a backend is over its rate
     └── BackendError                502 a secret store failed in an unexpected way
         ├── BackendUnauthorized     502 the store refused the broker's own credential
-        └── BackendUnavailable      503 the store cannot be reached right now
+        ├── BackendUnavailable      503 the store cannot be reached right now
+        └── BackendMisconfigured    503 the store answers, but not as configured
 """
 
 from __future__ import annotations
@@ -35,10 +38,13 @@ class TokenBrokerError(Exception):
 
     status: int = 500
     code: str = "server_error"
+    # Seconds a caller should wait before trying again, when that is known.
+    retry_after: float | None = None
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, detail: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.detail = detail
 
 
 class ConfigurationError(TokenBrokerError):
@@ -146,8 +152,14 @@ class Throttled(TokenBrokerError):
     status = 429
     code = "throttled"
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        retry_after: float | None = None,
+        *,
+        detail: str | None = None,
+    ) -> None:
+        super().__init__(message, detail=detail)
         self.retry_after = retry_after
 
 
@@ -169,3 +181,11 @@ class BackendUnavailable(BackendError):
 
     status = 503
     code = "backend_unavailable"
+    retry_after = 5.0
+
+
+class BackendMisconfigured(BackendError):
+    """The store answers, but what the configuration names cannot work there."""
+
+    status = 503
+    code = "backend_misconfigured"

@@ -26,7 +26,6 @@ from service.errors import (
     AuthenticationFailed,
     PayloadTooLarge,
     PolicyInvalid,
-    Throttled,
     TokenBrokerError,
 )
 from service.validation import describe
@@ -82,10 +81,13 @@ async def broker_error(request: Request, error: Exception) -> JSONResponse:
         headers["WWW-Authenticate"] = (
             'Bearer realm="tokenbroker", error="insufficient_scope"'
         )
-    if isinstance(error, Throttled) and error.retry_after is not None:
+    if error.retry_after is not None:
         headers["Retry-After"] = str(max(1, round(error.retry_after)))
     if error.status >= 500:
-        log.warning("request_failed", code=error.code, error=error.message)
+        # `detail` may name internal addresses: the log has it, the caller not.
+        log.warning(
+            "request_failed", code=error.code, error=error.message, detail=error.detail
+        )
     response = error_response(request, error.status, error.code, error.message, headers)
     if isinstance(error, PolicyInvalid) and len(error.problems) > 1:
         # Every problem at once, so a policy author fixes them in one pass.

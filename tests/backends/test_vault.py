@@ -28,6 +28,7 @@ from backends.vault_auth import (
 )
 from service.errors import (
     BackendError,
+    BackendMisconfigured,
     BackendUnavailable,
     ConfigurationError,
     Conflict,
@@ -250,14 +251,86 @@ def test_path_under_a_kv_subpath_is_refused_naming_it(
         put(backend, path, b"x")
 
 
-def test_kv_version_1_mount_is_refused(vault: Provider) -> None:
-    """Case C20: the KV version is read from the server, and v1 is refused."""
+def kv_version_1_mount(vault: Provider) -> str:
     mount = unique("legacy")
     vault.api("POST", f"sys/mounts/{mount}", {"type": "kv", "options": {"version": 1}})
-    backend = vault.new_backend(mount=mount)
+    return mount
 
-    with pytest.raises(ConfigurationError, match="not a KV version 2 mount"):
+
+def test_kv_version_1_mount_is_refused_on_use_naming_the_key(vault: Provider) -> None:
+    """Case C20: the KV version is read from the server, and v1 is refused."""
+    backend = vault.new_backend(mount=kv_version_1_mount(vault))
+
+    with pytest.raises(BackendMisconfigured) as refused:
         backend.read("app/db")
+
+    assert refused.value.message.startswith("vault.mount names a KV version 1 mount")
+    assert refused.value.status == 503
+
+
+def test_kv_version_1_mount_stops_start_up_naming_key_and_mount(
+    vault: Provider,
+) -> None:
+    """Case C20: a reachable server's wrong mount is found before any request."""
+    mount = kv_version_1_mount(vault)
+    config = parse_config("prod.vault", vault.broker_options(mount=mount))
+    context = BackendContext("prod", None, None, MovableClock())  # type: ignore[arg-type]
+
+    with pytest.raises(ConfigurationError) as refused:
+        create("vault", config, context)  # type: ignore[arg-type]
+
+    message = refused.value.message
+    assert message.startswith(
+        "environments.prod.backends.vault.mount names a KV version 1 mount"
+    )
+    assert f"mount {mount!r} is type kv, version 1" in message
+
+
+def test_mount_fixed_on_the_server_serves_without_a_restart(vault: Provider) -> None:
+    """Only a passed check is remembered: `kv enable-versioning` is enough."""
+    mount = kv_version_1_mount(vault)
+    backend = vault.new_backend(mount=mount)
+    with pytest.raises(BackendMisconfigured):
+        backend.check()
+
+    vault.api("POST", f"sys/mounts/{mount}/tune", {"options": {"version": "2"}})
+
+    wait_until_kv_version_2(vault, mount)
+    put(backend, "app/db", b"x")
+    assert backend.read("app/db").value.reveal() == b"x"
+
+
+def wait_until_kv_version_2(vault: Provider, mount: str) -> None:
+    """An upgraded mount answers once its upgrade has run (bounded wait)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            vault.api("GET", f"{mount}/config")
+            return
+        except requests.HTTPError:
+            time.sleep(0.2)
+    raise AssertionError(f"mount {mount!r} never finished its upgrade")
+
+
+def test_unreachable_server_at_start_up_defers_the_mount_check(
+    vault: Provider,
+) -> None:
+    """A server that is down does not stop start-up; first use checks again."""
+    with socket_closed_port() as port:
+        options = vault.broker_options(url=f"http://127.0.0.1:{port}", timeout=5)
+        config = parse_config("prod.vault", options)
+        context = BackendContext("prod", None, None, MovableClock())  # type: ignore[arg-type]
+
+        with structlog.testing.capture_logs() as logs:
+            backend = create("vault", config, context)  # type: ignore[arg-type]
+        try:
+            with pytest.raises(BackendUnavailable):
+                backend.check()
+        finally:
+            backend.close()
+
+    deferred = [e for e in logs if e["event"] == "vault.mount_check_deferred"]
+    assert [e["error"] for e in deferred] == ["backend_unavailable"]
 
 
 def test_nested_mount_gets_exactly_one_url_per_reference(vault: Provider) -> None:
@@ -289,8 +362,14 @@ def test_mount_inside_a_mount_is_refused_with_the_right_split(
     vault.api("POST", f"sys/mounts/{mount}", {"type": "kv", "options": {"version": 2}})
     backend = vault.new_backend(mount=f"{mount}/app")
 
-    with pytest.raises(ConfigurationError, match=f"inside the mount '{mount}'"):
+    with pytest.raises(BackendMisconfigured) as refused:
         backend.read("db")
+
+    assert "vault.mount names a folder inside another mount" in refused.value.message
+    assert refused.value.detail == (
+        f"'{mount}/app' lies inside the mount '{mount}'; set mount: {mount} and "
+        "path_prefix: app/"
+    )
 
 
 # Deleted, destroyed, missing (case C21).
@@ -756,10 +835,37 @@ def test_error_text_drops_query_strings_and_tokens() -> None:
         url="http://vault:8200/v1/secret/data/x?token=CANARY3",
     )
 
-    text = str(translate_error(error))
+    translated = translate_error(error)
 
-    assert "CANARY" not in text
-    assert "/v1/secret/data/x" in text
+    assert "CANARY" not in f"{translated.message} {translated.detail}"
+    assert "/v1/secret/data/x" in str(translated.detail)
+
+
+def test_error_message_leaves_the_address_and_vaults_words_to_the_detail() -> None:
+    """The message may reach a caller: no host, no path inside the store."""
+    error = hvac.exceptions.InvalidRequest(
+        errors=['no handler for route "kv-prod/data/team/db"'],
+        method="POST",
+        url="https://vault.internal:8200/v1/kv-prod/data/team/db",
+    )
+
+    translated = translate_error(error)
+
+    assert translated.message == "vault answered InvalidRequest"
+    assert translated.detail == (
+        'vault answered InvalidRequest: no handler for route "kv-prod/data/team/db"'
+        " on POST https://vault.internal:8200/v1/kv-prod/data/team/db"
+    )
+
+
+def test_unreachable_vault_names_no_address_but_in_the_detail() -> None:
+    """A connection failure's message is the same whatever the server's address."""
+    request = requests.Request("GET", "https://vault.internal:8200/v1/x").prepare()
+
+    translated = translate_error(requests.ConnectionError("refused", request=request))
+
+    assert translated.message == "vault cannot be reached (ConnectionError)"
+    assert "vault.internal" in str(translated.detail)
 
 
 def test_unreachable_vault_is_unavailable(vault: Provider) -> None:
