@@ -14,6 +14,7 @@ log only.
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from service.errors import (
     InvalidRequest,
     PayloadTooLarge,
     PermissionDenied,
+    TokenBrokerError,
 )
 from service.sensitive import Sensitive
 from service.tokens import Principal
@@ -114,6 +116,7 @@ class SecretAccess:
                 location.path,
                 version=version,
                 stage=stage,
+                named=(location.path, name),
             )
             if self._cache is not None:
                 with self._lock:
@@ -153,6 +156,7 @@ class SecretAccess:
                 value,
                 binary=binary,
                 expected_version=expected,
+                named=(location.path, name),
             )
         finally:
             self.forget(environment.name, name)
@@ -239,14 +243,34 @@ async def _in_store(
     backend: SecretBackend,
     call: Callable[..., T],
     *args: Any,
+    named: tuple[str, str] | None = None,
     **kwargs: Any,
 ) -> T:
     """`call(*args, **kwargs)` in a worker thread. Raises BackendUnavailable
-    naming the store when it cannot be reached."""
+    naming the store when it cannot be reached.
+
+    `named` is a secret's (path inside the store, broker name): the store's
+    errors name the path, and the caller is told the name instead.
+    """
     try:
         return await run_in_threadpool(call, *args, **kwargs)
     except BackendUnavailable as error:
         raise store_unavailable(environment.name, backend.name, error) from error
+    except TokenBrokerError as error:
+        if named is None or named[0] == named[1] or repr(named[0]) not in error.message:
+            raise
+        raise _renamed(error, *named) from error
+
+
+def _renamed(error: TokenBrokerError, path: str, name: str) -> TokenBrokerError:
+    """`error` as the caller may see it: where a secret lives in its store is
+    the policy's business (an admin's), so the message names the secret; the
+    log keeps the store's own words in `detail`."""
+    renamed = copy.copy(error)
+    renamed.message = error.message.replace(repr(path), repr(name))
+    renamed.args = (renamed.message,)
+    renamed.detail = error.detail or error.message
+    return renamed
 
 
 def store_unavailable(

@@ -1,6 +1,7 @@
-"""What callers and operators see when a secret store fails: a misconfigured Vault
-mount, a store that cannot be reached. Callers get a clear status and code, never
-a store's address; `/readyz` and the log tell the operator the rest.
+"""What callers and operators see when a secret store fails or refuses: a
+misconfigured Vault mount, a store that cannot be reached, a version that is not
+there. Callers get a clear status and code, never a store's address or the path
+a secret has inside it; `/readyz` and the log tell the operator the rest.
 
 Each broker serves `dev` (local) beside `prod` (a real OpenBao server), so every
 test also shows that one broken store leaves the other environment serving.
@@ -159,3 +160,38 @@ def test_unreachable_store_leaves_the_other_environment_serving(
 
     assert checks["prod/vault"] == "unavailable: backend_unavailable"
     assert (checks["dev/local"], served.status_code) == ("ok", 200)
+
+
+DECLARED = """\
+secrets:
+  payments/stripe-key: {path: internal/stripe-live}
+"""
+
+
+@pytest.mark.parametrize(
+    ("method", "options", "extra", "status"),
+    [
+        ("GET", {"params": {"version": "9"}}, {}, 404),
+        ("PUT", {"json": {"value": "x"}}, {"If-Match": '"9"'}, 412),
+    ],
+    ids=["missing-version", "stale-if-match"],
+)
+def test_store_refusal_names_the_secret_not_its_path_inside_the_store(
+    tmp_path: Path,
+    method: str,
+    options: dict[str, Any],
+    extra: dict[str, str],
+    status: int,
+) -> None:
+    """Where a policy puts a secret is an admin's business, not the caller's."""
+    with local_broker(tmp_path, FakeClock()) as broker:
+        assert broker.put_policy("dev", "placed", DECLARED).status_code == 200
+        headers = broker.bearer(broker.admin_token("dev"))
+        url = f"/v1/dev/secrets/{SECRET}"
+        assert broker.call("PUT", url, headers=headers, json={"value": "v"}).is_success
+
+        answer = broker.call(method, url, headers={**headers, **extra}, **options)
+
+    assert answer.status_code == status
+    assert SECRET in answer.json()["error_description"]
+    assert "internal/stripe-live" not in answer.text
