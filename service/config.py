@@ -2,17 +2,21 @@
 
 A YAML file (`--config`) gives the settings; every key can be overridden by a
 `TOKENBROKER_…` variable, nested keys joined by `__`
-(`TOKENBROKER_ENVIRONMENTS__PROD__DEFAULT_BACKEND=vault`). A problem stops start-up
-with a message naming the file and the key, never the value: configuration holds
-credentials.
+(`TOKENBROKER_ENVIRONMENTS__PROD__DEFAULT_BACKEND=vault`). A variable holds plain
+text (`TOKENBROKER_RATE_LIMITS__FAILED_AUTH_PER_CLIENT=5/m`), or JSON for a whole
+list or mapping. A problem stops start-up with a message naming where the value
+came from (the file and the key, or the variable) and never the value itself:
+configuration holds credentials.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
 
+import yaml  # type: ignore[import-untyped, unused-ignore]
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -21,8 +25,10 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
@@ -135,7 +141,10 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Earlier sources win: explicit arguments, then the environment, then the
         # file. No .env file is read: settings come from one visible place.
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings,
+            PlainEnvSource(settings_cls),
+        ]
         yaml_file = settings_cls.model_config.get("yaml_file")
         if yaml_file:
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file))
@@ -157,22 +166,79 @@ def load_settings(path: Path | None, **overrides: Any) -> Settings:
     try:
         settings = FileSettings(**overrides)
     except ValidationError as error:
-        raise ConfigurationError(_describe(source, error)) from None
-    except ValueError as error:  # YAML syntax: the parser's message names a line.
-        raise ConfigurationError(f"{source}: not valid YAML ({error})") from None
+        raise ConfigurationError(_describe(source, error, _variables())) from None
+    except yaml.YAMLError as error:
+        raise ConfigurationError(f"{source}: not valid YAML{_where(error)}") from None
     return Settings.model_construct(**dict(settings))
 
 
-def _describe(source: str, error: ValidationError) -> str:
-    """One line per problem, `file: key.path: what is wrong`, without input."""
+class PlainEnvSource(EnvSettingsSource):
+    """`TOKENBROKER_*` variables, where a value that is not JSON is plain text.
+
+    pydantic-settings reads a variable for a "complex" field (a model, a
+    dataclass, a collection) as JSON only, so a rate (`5/m`) had to be written
+    `'"5/m"'`. Here JSON is tried first and the text is kept when it is not
+    JSON; the field's own validation then judges it, and a refusal names the
+    variable.
+    """
+
+    def decode_complex_value(
+        self, field_name: str, field: FieldInfo, value: Any
+    ) -> Any:
+        try:
+            return super().decode_complex_value(field_name, field, value)
+        except ValueError:
+            return value
+
+
+def _variables() -> dict[tuple[str, ...], str]:
+    """Each `TOKENBROKER_*` variable set, by the key path it sets (lower case,
+    as pydantic-settings reads them)."""
+    return {
+        tuple(name[len(ENV_PREFIX) :].lower().split("__")): name
+        for name in os.environ
+        if name.upper().startswith(ENV_PREFIX)
+    }
+
+
+def _describe(
+    source: str, error: ValidationError, variables: dict[tuple[str, ...], str]
+) -> str:
+    """One line per problem, `where: key.path: what is wrong`, without input.
+
+    `where` is the variable that set the key (or a key above it), else the
+    file; when variables set keys below a refused one, both are named.
+    """
     lines = []
     for problem in error.errors(include_input=False, include_url=False):
+        loc = tuple(str(part).lower() for part in problem["loc"])
         key = ".".join(str(part) for part in problem["loc"]) or "(top level)"
         message = problem["msg"].removeprefix("Value error, ")
         if problem["type"] == "extra_forbidden":
             message = "unknown key"
-        lines.append(f"{source}: {key}: {message}")
+        elif problem["type"] in _CONTAINERS and loc in variables:
+            message += "; a variable gives a list or mapping as JSON"
+        above = [path for path in variables if loc[: len(path)] == path]
+        below = [variables[path] for path in variables if path[: len(loc)] == loc]
+        if above:
+            where = variables[max(above, key=len)]
+        else:
+            where = " or ".join([source, *sorted(below)])
+        lines.append(f"{where}: {key}: {message}")
     return "configuration refused:\n  " + "\n  ".join(lines)
+
+
+_CONTAINERS = frozenset(
+    {"dict_type", "list_type", "tuple_type", "model_type", "dataclass_type"}
+)
+
+
+def _where(error: yaml.YAMLError) -> str:
+    """` at line N: problem`, from the parser's marks; never the text itself."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None)
+    at = f" at line {mark.line + 1}" if mark is not None else ""
+    return f"{at}: {problem}" if problem else at
 
 
 def _hide_password(url: object) -> object:
