@@ -88,6 +88,7 @@ class Broker:
             registry=self.metrics,
             secrets=self.secrets,
             source=self.public_url,
+            audit=self.audit,
         )
         self.revocations.publish = self.rotation.webhooks.publish
         if settings.policies_dir is not None:

@@ -18,6 +18,10 @@ A failed step leaves `current` untouched, is retried with backoff up to the
 attempt limit, then stops in `needs_attention`. Before set, test and finish
 the machine checks that its version is still pending on the same current one:
 when someone wrote a new current in between, the rotation is abandoned.
+
+Every run of a step is audited before it runs and after (rotation/audit.py): a
+step whose start cannot be recorded does not run, and its rotation keeps the
+lease, to resume once it expires as it would after a crash.
 """
 
 from __future__ import annotations
@@ -28,8 +32,10 @@ import structlog
 
 from backends.base import SecretBackend, Stage, VersionInfo
 from policies.model import Retire
+from service.audit import AuditUnavailable
 from service.clock import Clock
 from service.errors import SecretNotFound
+from service.rotation.audit import BROKER, Actor, RotationAudit
 from service.rotation.events import Event, RotationEvents
 from service.rotation.generators import RotationContext
 from service.rotation.plans import Plan, Planner, describe
@@ -61,6 +67,7 @@ class RotationMachine:
         clock: Clock,
         events: RotationEvents,
         retirement: Retirement,
+        audit: RotationAudit,
         *,
         owner: str,
         forget: Callable[[str, str], None],
@@ -71,17 +78,25 @@ class RotationMachine:
         self.clock = clock
         self.events = events
         self.retirement = retirement
+        self.audit = audit
         self.owner = owner
         self._forget = forget
 
     def rotate(
-        self, env: str, secret: str, *, trigger: str = "manual", no_grace: bool = False
+        self,
+        env: str,
+        secret: str,
+        *,
+        trigger: str = "manual",
+        no_grace: bool = False,
+        actor: Actor = BROKER,
     ) -> Rotation:
         """Rotate now: open a rotation, or resume the one holding the secret.
 
         A person asking again resumes a rotation that needs attention from its
         failed step, with its attempts counted afresh. Raises InvalidRequest
-        for a bad generator and NotFound for an unknown environment.
+        for a bad generator, NotFound for an unknown environment and
+        AuditUnavailable (see `run`).
         """
         plan = self.planner.plan(env, secret)
         opened = self.store.open(
@@ -96,12 +111,14 @@ class RotationMachine:
             self.events.emit(Event.STARTED, env, secret, opened.rotation)
         else:
             self._nudge(opened.rotation)
-        return self.run(opened.rotation.id)
+        return self.run(opened.rotation.id, actor)
 
-    def run(self, rotation_id: str) -> Rotation:
+    def run(self, rotation_id: str, actor: Actor = BROKER) -> Rotation:
         """Run a rotation until it ends or must wait; answer its record.
 
         When another process holds the lease, answer the record as it stands.
+        Raises AuditUnavailable when a step could not be recorded as started:
+        that step has not run, and the lease is kept until it expires.
         """
         rotation = self.store.claim(
             rotation_id, self.owner, self.settings.lease_seconds
@@ -113,12 +130,16 @@ class RotationMachine:
                 rotation.state in RUNNABLE
                 and rotation.next_attempt_at <= self.clock.now()
             ):
-                rotation = self._step(rotation)
+                rotation = self._step(rotation, actor)
             if rotation.state is State.GRACE and rotation.no_grace:
-                rotation = self.retirement.retire(rotation)
+                rotation = self.retirement.retire(rotation, actor)
         except LeaseLost:
             log.warning("rotation_lease_lost", rotation_id=rotation_id)
             return self._record(rotation_id)
+        except AuditUnavailable:
+            # Held like a crashed run: the lease expires, then any process
+            # resumes the step, which nothing has touched yet.
+            raise
         except Exception:
             self.store.release(rotation_id, self.owner)
             raise
@@ -127,10 +148,16 @@ class RotationMachine:
         self.store.release(rotation_id, self.owner)
         return rotation
 
-    def _step(self, rotation: Rotation) -> Rotation:
+    def _step(self, rotation: Rotation, actor: Actor) -> Rotation:
         step = rotation.step
+        self.audit.started(rotation, step, actor)
         rotation = self._save(rotation.replace(state=State.RUNNING))
         self.store.begin_step(rotation.id, step)
+        advanced = self._run_step(rotation, step)
+        self.audit.ended(advanced, step, actor)
+        return advanced
+
+    def _run_step(self, rotation: Rotation, step: Step) -> Rotation:
         try:
             plan = self.planner.plan(rotation.env, rotation.secret)
             if step is not Step.CREATE and not self._still_pending(rotation, plan):

@@ -10,6 +10,10 @@ that read it during the last grace period has read the new one, or at
 periodically, so no retirement happens until two flush intervals have passed
 since the rotation finished: reads of the old version from before the finish
 have reached the store by then.
+
+A retirement is audited like a step of its rotation (rotation/audit.py): one
+whose start cannot be recorded does not happen, and keeps the lease until it
+expires.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import structlog
 from policies.model import Retire
 from service.clock import Clock
 from service.errors import VersionGone
+from service.rotation.audit import BROKER, Actor, RotationAudit
 from service.rotation.consumers import ConsumerTracker
 from service.rotation.events import Event, RotationEvents
 from service.rotation.generators import RotationContext
@@ -42,6 +47,7 @@ class Retirement:
         clock: Clock,
         events: RotationEvents,
         consumers: ConsumerTracker,
+        audit: RotationAudit,
         *,
         owner: str,
         forget: Callable[[str, str], None],
@@ -52,11 +58,16 @@ class Retirement:
         self.clock = clock
         self.events = events
         self.consumers = consumers
+        self.audit = audit
         self.owner = owner
         self._forget = forget
 
     def retire_due(self) -> int:
-        """Retire every previous version whose time is up; answer how many."""
+        """Retire every previous version whose time is up; answer how many.
+
+        Raises AuditUnavailable, and retires no more, when a retirement could
+        not be recorded as started.
+        """
         retired = 0
         for rotation in self.store.in_grace():
             if not self.due(rotation):
@@ -100,8 +111,18 @@ class Retirement:
         movers = {c.service for c in seen if c.version == rotation.new_version}
         return readers <= movers
 
-    def retire(self, rotation: Rotation) -> Rotation:
-        """Revoke and disable the previous version; the caller holds the lease."""
+    def retire(self, rotation: Rotation, actor: Actor = BROKER) -> Rotation:
+        """Revoke and disable the previous version; the caller holds the lease.
+
+        Raises AuditUnavailable before anything is touched when the start of
+        the retirement cannot be recorded.
+        """
+        self.audit.started(rotation, Step.RETIRE, actor)
+        ended = self._retire(rotation)
+        self.audit.ended(ended, Step.RETIRE, actor, no_grace=rotation.no_grace or None)
+        return ended
+
+    def _retire(self, rotation: Rotation) -> Rotation:
         plan = self.planner.plan(rotation.env, rotation.secret)
         backend, path = plan.location.backend, plan.location.path
         assert rotation.old_version is not None

@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 
 from policies.match import Pattern
 from policies.scopes import Action
+from service.audit import AuditLog
 from service.clock import Clock
 from service.environment import Environment
 from service.errors import (
@@ -33,6 +34,7 @@ from service.errors import (
     NotFound,
     TokenBrokerError,
 )
+from service.rotation.audit import Actor, RotationAudit
 from service.rotation.bulk import BulkResult, rotate_in_batches
 from service.rotation.consumers import Consumer, ConsumerTracker
 from service.rotation.events import RotationEvents
@@ -77,6 +79,7 @@ class RotationService:
         registry: CollectorRegistry,
         secrets: SecretAccess,
         source: str,
+        audit: AuditLog,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -89,13 +92,14 @@ class RotationService:
         self.metrics = RotationMetrics(registry, clock, self.store.all_secrets)
         self.webhooks = WebhookDispatcher(webhooks, clock)
         self.events = RotationEvents(source, clock, self.metrics, self.webhooks.publish)
+        self.audit = RotationAudit(audit)
         self.retirement = Retirement(
             self.store, self.planner, settings, clock, self.events, self.consumers,
-            owner=self.owner, forget=secrets.forget,
+            self.audit, owner=self.owner, forget=secrets.forget,
         )  # fmt: skip
         self.machine = RotationMachine(
             self.store, self.planner, settings, clock, self.events, self.retirement,
-            owner=self.owner, forget=secrets.forget,
+            self.audit, owner=self.owner, forget=secrets.forget,
         )  # fmt: skip
         self.scheduler = Scheduler(
             self.store, environments, settings, clock, self.events
@@ -124,15 +128,23 @@ class RotationService:
         name: str,
         *,
         no_grace: bool = False,
+        request_id: str | None = None,
+        source: str | None = None,
     ) -> Rotation:
         """Rotate a secret now (see `RotationMachine.rotate`).
 
         `no_grace` retires the previous version at once: the seam for an
-        emergency (compromise) response. Raises PermissionDenied first.
+        emergency (compromise) response. The steps run now are audited as the
+        principal's, under `request_id` from `source`. Raises PermissionDenied
+        first, and AuditUnavailable.
         """
         self.secrets.authorize(environment, principal, Action.ROTATE, name)
         rotation = await run_in_threadpool(
-            self.machine.rotate, environment.name, name, no_grace=no_grace
+            self.machine.rotate,
+            environment.name,
+            name,
+            no_grace=no_grace,
+            actor=Actor(principal.service, request_id, source),
         )
         log.info(
             "rotation_requested",
@@ -165,7 +177,13 @@ class RotationService:
         return await run_in_threadpool(self.consumers.consumers, environment.name, name)
 
     async def bulk(
-        self, environment: Environment, principal: Principal, pattern: str
+        self,
+        environment: Environment,
+        principal: Principal,
+        pattern: str,
+        *,
+        request_id: str | None = None,
+        source: str | None = None,
     ) -> list[BulkResult]:
         """Rotate every secret the pattern matches that the principal may rotate.
 
@@ -189,7 +207,9 @@ class RotationService:
             )
 
         async def one(name: str) -> Rotation:
-            return await self.rotate(environment, principal, name)
+            return await self.rotate(
+                environment, principal, name, request_id=request_id, source=source
+            )
 
         # Paced by the process's monotonic clock, which is what `sleep` waits on:
         # a rate is about elapsed time, not the broker's (movable) clock.

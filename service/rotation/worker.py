@@ -4,18 +4,19 @@ One pass (`tick`) opens due scheduled rotations, runs every rotation that is
 due and whose lease is free, retires previous versions whose time is up, and
 flushes the read aggregate when its interval has passed. A failure in one
 phase is logged and the next phase still runs: the worker never dies of one
-bad secret.
+bad secret. While the audit log cannot record, no step can start: the first
+rotation held ends its phase, since every other one would be held as well.
 """
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Callable
 from typing import TypeVar
 
 import structlog
 
+from service.audit import AuditUnavailable
 from service.clock import Clock
 from service.rotation.consumers import ConsumerTracker
 from service.rotation.machine import RotationMachine
@@ -59,7 +60,13 @@ class RotationWorker:
         for rotation_id in self._phase("find", self.store.runnable) or []:
             if self._stop.is_set():
                 return
-            self._phase("run", functools.partial(self.machine.run, rotation_id))
+            try:
+                self.machine.run(rotation_id)
+            except AuditUnavailable:
+                log.warning("rotation_held_for_audit", phase="run")
+                break
+            except Exception as error:
+                _failed("run", error)
         self._phase("retire", self.retirement.retire_due)
         if self.clock.now() >= self._next_flush:
             self._next_flush = self.clock.now() + self.settings.consumer_flush_seconds
@@ -90,9 +97,14 @@ class RotationWorker:
     def _phase(self, name: str, work: Callable[[], T]) -> T | None:
         try:
             return work()
-        except Exception as error:
-            # Logged by type only: an SDK's message may quote a request.
-            log.error(
-                "rotation_worker_failed", phase=name, error_type=type(error).__name__
-            )
+        except AuditUnavailable:
+            log.warning("rotation_held_for_audit", phase=name)
             return None
+        except Exception as error:
+            _failed(name, error)
+            return None
+
+
+def _failed(phase: str, error: Exception) -> None:
+    # Logged by type only: an SDK's message may quote a request.
+    log.error("rotation_worker_failed", phase=phase, error_type=type(error).__name__)

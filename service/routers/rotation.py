@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from backends.base import Stage
 from policies.match import validate_secret_name
 from policies.scopes import Action
-from service.audit_http import audited_change
+from service.audit_http import audited_change, source_address
 from service.dependencies import BrokerDep, EnvironmentDep, PrincipalDep
 from service.environment import Environment
 from service.errors import InvalidRequest, SecretNotFound
@@ -48,7 +48,13 @@ async def rotate_secret(
     """Rotate now; 200 when finished (or stopped), 202 while it goes on."""
     _check_name(name)
     async with audited_change(request, "rotation.request", target=name) as change:
-        rotation = await broker.rotation.rotate(environment, principal, name)
+        rotation = await broker.rotation.rotate(
+            environment,
+            principal,
+            name,
+            request_id=request.scope.get("request_id"),
+            source=source_address(request),
+        )
         change.record(
             version=rotation.new_version,
             rotation_id=rotation.id,
@@ -85,7 +91,13 @@ async def rotate_many(
     """Rotate every secret a pattern matches, in rate-limited batches."""
     body = read_model(BulkRequest, await request.body())
     async with audited_change(request, "rotation.bulk", target=body.pattern) as change:
-        results = await broker.rotation.bulk(environment, principal, body.pattern)
+        results = await broker.rotation.bulk(
+            environment,
+            principal,
+            body.pattern,
+            request_id=request.scope.get("request_id"),
+            source=source_address(request),
+        )
         change.record(secrets=len(results))
     return JSONResponse(
         {"pattern": body.pattern, "results": [_bulk_body(r) for r in results]},

@@ -18,6 +18,7 @@ from backends.base import SecretVersion, Stage
 from backends.local import LocalBackend
 from policies.evaluate import Policy
 from policies.model import parse_document
+from service.audit import AuditLog
 from service.crypto import Envelope, KeyEncryptionKey
 from service.environment import Environment
 from service.rotation.records import Rotation
@@ -86,6 +87,8 @@ class Rig:
         self.secrets = SecretAccess(time, max_value_bytes=65536)
         self.registry = CollectorRegistry()
         self.events: list[dict[str, Any]] = []
+        self.audit = AuditLog(store, time)
+        self.others: list[Rig] = []
         self.service = RotationService(
             engine=store,
             environments={"dev": environment},
@@ -95,13 +98,21 @@ class Rig:
             registry=self.registry,
             secrets=self.secrets,
             source="https://broker.test",
+            audit=self.audit,
         )
         self.service.generators.register("fake", lambda params, _s: target)
         self.service.events._publish = self.events.append
 
     def another_process(self) -> Rig:
-        return Rig(self.engine, self.clock, self.target, self.environment,
-                   self.settings)  # fmt: skip
+        other = Rig(self.engine, self.clock, self.target, self.environment,
+                    self.settings)  # fmt: skip
+        self.others.append(other)
+        return other
+
+    def close(self) -> None:
+        for rig in (*self.others, self):
+            rig.service.stop()
+            rig.audit.close()
 
     def put(self, name: str, value: str) -> str:
         info = self.backend.write(name, Sensitive.from_text(value), binary=False)
@@ -165,4 +176,4 @@ def rig(
     environment = build_environment(engine, clock, kek)
     made = Rig(engine, clock, target, environment, RotationSettings(**FAST))
     yield made
-    made.service.stop()
+    made.close()

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from backends.base import SecretBackend, Stage
 from policies.evaluate import Policy
 from policies.model import parse_document
+from service.audit import AuditLog
 from service.environment import Environment
 from service.errors import VersionGone
 from service.rotation.records import State
@@ -42,6 +43,7 @@ def service(
 ) -> Iterator[tuple[RotationService, SecretBackend, FakeClock]]:
     clock = FakeClock()
     engine = open_store(f"sqlite:///{tmp_path / 'state.db'}")
+    audit = AuditLog(engine, clock)
     document = parse_document("rotation", POLICY, "application/yaml")
     environment = Environment(
         "dev",
@@ -56,12 +58,13 @@ def service(
         settings=RotationSettings(), webhooks=(), clock=clock,
         registry=CollectorRegistry(),
         secrets=SecretAccess(clock, max_value_bytes=65536),
-        source="https://broker.test",
+        source="https://broker.test", audit=audit,
     )  # fmt: skip
     target = FakeTarget(clock)
     made.generators.register("fake", lambda _params, _settings: target)
     yield made, backend, clock
     made.stop()
+    audit.close()
     engine.dispose()
 
 
