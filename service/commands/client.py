@@ -33,6 +33,21 @@ VARIABLES = {
 }
 
 
+# For `tokenbroker --help`: every variable the commands for people read.
+VARIABLES_HELP = """\
+variables (the flag beside a variable wins over it):
+  TOKENBROKER_URL            the broker's URL (--url)
+  TOKENBROKER_ENV            the environment (--env)
+  TOKENBROKER_CLIENT_ID      the service to act as (--client-id)
+  TOKENBROKER_CLIENT_SECRET  its client secret (--client-secret-file keeps it
+                             out of the environment)
+  TOKENBROKER_TOKEN          a ready access token, used instead of the client
+                             credential
+
+exit status: 0 done, 1 the broker refused or cannot be reached, 2 a usage or
+configuration problem; `policy explain` and `run` say what theirs are."""
+
+
 class CommandFailed(TokenBrokerError):
     """The broker refused or failed a command's request; exit status 1."""
 
@@ -41,9 +56,15 @@ class CommandFailed(TokenBrokerError):
         self.http_status = status
 
 
-def add_connection_options(parser: argparse.ArgumentParser) -> None:
-    """The flags that say where the broker is and who asks."""
-    group = parser.add_argument_group("connection (flags or TOKENBROKER_* variables)")
+def add_connection_options(
+    parser: argparse.ArgumentParser, *, json_output: bool = True
+) -> None:
+    """The flags that say where the broker is and who asks, and `--json` for
+    the commands that print an answer."""
+    group = parser.add_argument_group(
+        "connection (flags or TOKENBROKER_* variables)",
+        "a ready token in TOKENBROKER_TOKEN replaces the client credential",
+    )
     group.add_argument("--url", help="broker URL [TOKENBROKER_URL]")
     group.add_argument("--env", help="environment [TOKENBROKER_ENV]")
     group.add_argument("--client-id", help="client id [TOKENBROKER_CLIENT_ID]")
@@ -53,7 +74,8 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--client-secret", help="client secret [TOKENBROKER_CLIENT_SECRET]"
     )
-    add_json_option(parser)
+    if json_output:
+        add_json_option(parser)
 
 
 def add_json_option(parser: argparse.ArgumentParser) -> None:

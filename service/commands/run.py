@@ -3,6 +3,10 @@
 Reads each named secret with a token scoped to exactly those secrets, then
 replaces this process with CMD, the secrets in its environment. Nothing is
 written to disk and nothing is printed; CMD's exit status is the command's.
+
+CMD gets the secrets it was given and not the credential that fetched them:
+the broker credential variables (`CREDENTIAL_VARIABLES`) are taken out of its
+environment, everything else is passed on.
 """
 
 from __future__ import annotations
@@ -10,17 +14,34 @@ from __future__ import annotations
 import argparse
 import os
 import re
+from collections.abc import Mapping
 
-from service.commands.client import Api, add_connection_options, with_api
+from service.commands.client import (
+    VARIABLES,
+    Api,
+    add_connection_options,
+    with_api,
+)
 from service.commands.secret import read_value
 from service.errors import ConfigurationError, InvalidRequest
 
 _VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# What would let CMD act as the caller towards the broker, or reach its store:
+# the client secret, a ready token, and the store URL (it may hold a password).
+CREDENTIAL_VARIABLES = frozenset(
+    {VARIABLES["client_secret"], VARIABLES["token"], "TOKENBROKER_STORE"}
+)
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
-        "run", help="run a command with secrets in its environment"
+        "run",
+        help="run a command with secrets in its environment",
+        description="Read each --secret with a token scoped to exactly those "
+        "secrets, then replace this process with CMD, each secret in its "
+        "variable. CMD inherits this environment without the broker "
+        f"credentials ({', '.join(sorted(CREDENTIAL_VARIABLES))}). Nothing is "
+        "printed, so there is no --json; the exit status is CMD's.",
     )
     parser.add_argument(
         "--secret",
@@ -29,7 +50,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="VAR=NAME",
         help="put secret NAME in variable VAR (repeatable)",
     )
-    add_connection_options(parser)
+    add_connection_options(parser, json_output=False)
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARG...]")
     parser.set_defaults(handler=with_api(_run))
 
@@ -45,7 +66,7 @@ def _run(api: Api, arguments: argparse.Namespace) -> int:
     scopes = " ".join(f"secrets:read:{name}" for _, name in wanted)
     if scopes and not api.has_token():
         api.use_token(str(api.issue_token(scope=scopes)["access_token"]))
-    environment = dict(os.environ)
+    environment = child_environment(os.environ)
     for variable, name in wanted:
         value, _ = read_value(api, name)
         try:
@@ -56,6 +77,15 @@ def _run(api: Api, arguments: argparse.Namespace) -> int:
             ) from None
     api.close()
     os.execvpe(command[0], command, environment)  # noqa: S606 (the person's command)
+
+
+def child_environment(inherited: Mapping[str, str]) -> dict[str, str]:
+    """`inherited` without the broker credential variables, in any case."""
+    return {
+        key: value
+        for key, value in inherited.items()
+        if key.upper() not in CREDENTIAL_VARIABLES
+    }
 
 
 def _mapping(item: str) -> tuple[str, str]:

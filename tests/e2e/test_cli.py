@@ -260,3 +260,42 @@ def test_a_missing_broker_url_exits_2_saying_which_setting(
 
     assert done.returncode == 2
     assert "TOKENBROKER_URL" in done.stderr
+
+
+PRINT_ENVIRONMENT = "import json, os; print(json.dumps(dict(os.environ)))"
+
+
+@pytest.mark.parametrize("credential", ["client-secret", "token"])
+def test_run_keeps_the_broker_credentials_out_of_the_commands_environment(
+    dev_broker: DevBroker, billing: Path, credential: str
+) -> None:
+    """CMD gets its secret and the rest of the environment, not the credential."""
+    variables = {
+        **_as_billing(billing),
+        "KEEP_ME": "kept",
+        "TOKENBROKER_STORE": "postgresql+psycopg://broker:pw@db/broker",
+    }
+    if credential == "token":
+        token = answer(tokenbroker(dev_broker, "token", "--json", **variables))
+        variables |= {"TOKENBROKER_TOKEN": token["access_token"],
+                      "TOKENBROKER_CLIENT_SECRET": ""}  # fmt: skip
+
+    done = tokenbroker(
+        dev_broker, "run", "--secret", "STRIPE_KEY=payments/stripe", "--",
+        sys.executable, "-c", PRINT_ENVIRONMENT, **variables,
+    )  # fmt: skip
+
+    child = answer(done)
+    assert not {"TOKENBROKER_CLIENT_SECRET", "TOKENBROKER_TOKEN",
+                "TOKENBROKER_STORE"} & child.keys()  # fmt: skip
+    assert (child["STRIPE_KEY"], child["KEEP_ME"]) == (VALUE, "kept")
+    assert child["TOKENBROKER_CLIENT_ID"] == "billing-api"
+
+
+def test_run_refuses_json_as_a_usage_error(dev_broker: DevBroker) -> None:
+    """`run` prints nothing of its own, so `--json` is refused, not ignored."""
+    done = tokenbroker(dev_broker, "run", "--json", "--", sys.executable, "-c", "")
+
+    assert done.returncode == 2
+    assert "--json" in done.stderr
+
