@@ -20,6 +20,7 @@ from service.bootstrap import ADMIN_SERVICE, bootstrap_admin
 from service.broker import Broker
 from service.clock import SystemClock
 from service.commands import register as register_commands
+from service.commands.client import VARIABLES_HELP
 from service.config import load_settings
 from service.crypto import KeyEncryptionKey
 from service.errors import ConfigurationError, Conflict, TokenBrokerError
@@ -51,7 +52,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tokenbroker", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="tokenbroker",
+        description=__doc__,
+        epilog=VARIABLES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the broker")

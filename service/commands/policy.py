@@ -7,12 +7,14 @@ repository, and needs no broker and no credential.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
 from policies.check import SUFFIXES, check_files, check_folder
 from service.commands.client import (
     Api,
+    CommandFailed,
     add_connection_options,
     add_json_option,
     emit,
@@ -20,6 +22,9 @@ from service.commands.client import (
 )
 from service.config import load_settings
 from service.errors import ConfigurationError
+
+# `policy explain`'s exit statuses; 2 is also argparse's for a usage error.
+ALLOWED, DENIED, NO_ANSWER = 0, 1, 2
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -42,7 +47,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add_json_option(check)
     check.set_defaults(handler=_check)
 
-    explain = actions.add_parser("explain", help="why a scope is allowed or denied")
+    explain = actions.add_parser(
+        "explain",
+        help="why a scope is allowed or denied",
+        description="Ask the broker whether SERVICE may hold SCOPE, and which "
+        "rule of which document decided. Exit status: 0 allowed, 1 denied, 2 no "
+        "answer (a usage or configuration problem, or the broker refused or "
+        "could not be reached), so that a script never reads a failure as a "
+        "verdict.",
+    )
     explain.add_argument("--service", required=True)
     explain.add_argument("--scope", required=True)
     add_connection_options(explain)
@@ -81,11 +94,15 @@ def _check(arguments: argparse.Namespace) -> int:
 
 
 def _explain(api: Api, arguments: argparse.Namespace) -> int:
-    answer = api.call(
-        "GET",
-        "policies/explain",
-        params={"service": arguments.service, "scope": arguments.scope},
-    ).json()
+    try:
+        answer = api.call(
+            "GET",
+            "policies/explain",
+            params={"service": arguments.service, "scope": arguments.scope},
+        ).json()
+    except CommandFailed as failed:
+        sys.stderr.write(f"tokenbroker: {failed.message}\n")
+        return NO_ANSWER
     verdict = "allowed" if answer["allowed"] else "denied"
     decided = (
         f"{answer['document']} (revision {answer['document_revision']}): "
@@ -95,7 +112,7 @@ def _explain(api: Api, arguments: argparse.Namespace) -> int:
     )
     text = f"{verdict}: {answer['reason']}\n  decided by {decided}"
     emit(arguments, answer, text)
-    return 0
+    return ALLOWED if answer["allowed"] else DENIED
 
 
 def _problem_json(problem: Any) -> dict[str, Any]:

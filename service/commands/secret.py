@@ -2,7 +2,9 @@
 
 `get` prints the value (text with a newline; bytes as they are), or the whole
 answer with `--json`. `put` reads the value from `--from-file` or standard
-input, never from a flag: a flag would leave it in the shell history.
+input, never from a flag: a flag would leave it in the shell history. It stores
+what it reads byte for byte, a final newline included (a value may need one),
+unless `--strip-newline` asks it to drop one, as `--client-secret-file` does.
 """
 
 from __future__ import annotations
@@ -36,9 +38,21 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     which.add_argument("--stage", choices=("current", "previous", "pending"))
     get.set_defaults(handler=with_api(_get))
 
-    put = actions.add_parser("put", help="store a new version (value on stdin)")
+    put = actions.add_parser(
+        "put",
+        help="store a new version (value on stdin)",
+        description="Store what standard input (or --from-file) holds as the "
+        "new current version, byte for byte: a final newline is part of the "
+        "value, so `echo VALUE |` stores VALUE and a newline where `printf %s "
+        "VALUE |` does not. --strip-newline drops one final newline.",
+    )
     put.add_argument("name")
     put.add_argument("--from-file", type=Path, help="read the value from a file")
+    put.add_argument(
+        "--strip-newline",
+        action="store_true",
+        help="drop one final newline (\\n or \\r\\n) from the value",
+    )
     put.add_argument("--if-match", metavar="VERSION", help="compare-and-set")
     put.set_defaults(handler=with_api(_put))
 
@@ -82,6 +96,8 @@ def _get(api: Api, arguments: argparse.Namespace) -> int:
 def _put(api: Api, arguments: argparse.Namespace) -> int:
     path: Path | None = arguments.from_file
     raw = path.read_bytes() if path is not None else sys.stdin.buffer.read()
+    if arguments.strip_newline and raw.endswith(b"\n"):
+        raw = raw.removesuffix(b"\r\n") if raw.endswith(b"\r\n") else raw[:-1]
     try:
         body = {"value": raw.decode("utf-8"), "encoding": "text"}
     except UnicodeDecodeError:

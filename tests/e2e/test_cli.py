@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from service.commands.client import VARIABLES
 from tests.e2e.conftest import ADMIN_SECRET, DevBroker
 
 pytestmark = pytest.mark.e2e
@@ -299,3 +300,57 @@ def test_run_refuses_json_as_a_usage_error(dev_broker: DevBroker) -> None:
     assert done.returncode == 2
     assert "--json" in done.stderr
 
+
+def test_policy_explain_exits_1_when_the_scope_is_denied(
+    dev_broker: DevBroker, billing: Path
+) -> None:
+    """A script can test the verdict: allowed is 0, denied is 1."""
+    done = tokenbroker(
+        dev_broker, "policy", "explain", "--service", "billing-api",
+        "--scope", "secrets:write:payroll/db",
+    )  # fmt: skip
+
+    assert (done.returncode, done.stdout.split(":")[0]) == (1, "denied")
+
+
+def test_policy_explain_exits_2_when_the_broker_gives_no_answer(
+    dev_broker: DevBroker, billing: Path
+) -> None:
+    """A refusal to explain (billing is no admin) is never read as denied."""
+    done = tokenbroker(
+        dev_broker, "policy", "explain", "--service", "billing-api",
+        "--scope", "secrets:read:payments/stripe", **_as_billing(billing),
+    )  # fmt: skip
+
+    assert done.returncode == 2
+    assert "403" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "stored"),
+    [([], VALUE + "\r\n"), (["--strip-newline"], VALUE)],
+    ids=["byte-exact", "strip-newline"],
+)
+def test_secret_put_keeps_a_final_newline_unless_asked_to_strip_it(
+    dev_broker: DevBroker, billing: Path, flags: list[str], stored: str
+) -> None:
+    """Values are byte-exact by default; `--strip-newline` drops one newline."""
+    name = f"payments/newline-{len(flags)}"
+    put = tokenbroker(dev_broker, "secret", "put", name, *flags, stdin=VALUE + "\r\n")
+    assert put.returncode == 0, put.stderr
+
+    read = answer(tokenbroker(dev_broker, "secret", "get", name, "--json"))
+
+    assert read["value"] == stored
+
+
+def test_top_level_help_names_every_connection_variable() -> None:
+    """`tokenbroker --help` lists each TOKENBROKER_* variable the commands read."""
+    done = subprocess.run(
+        [sys.executable, "-m", "service.cli", "--help"],
+        capture_output=True, text=True, timeout=60, check=True,
+        env={"PATH": os.environ.get("PATH", "")},
+    )  # fmt: skip
+
+    missing = [name for name in VARIABLES.values() if name not in done.stdout]
+    assert missing == []
