@@ -31,6 +31,7 @@ from typing import Any
 import structlog
 from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
 
 from service.audit_chain import AuditEvent, AuditRecord, canonical, chain, timestamp
 from service.clock import Clock
@@ -254,14 +255,25 @@ def make_event(
 
 
 def record_now(
-    engine: Engine, clock: Clock, env: str, action: str, **fields: Any
+    engine: Engine,
+    clock: Clock,
+    env: str,
+    action: str,
+    outcome: str = "ok",
+    **fields: Any,
 ) -> AuditRecord:
     """Append one event in a transaction of its own, without a writer thread.
 
     For commands that touch the store directly (`tokenbroker bootstrap`).
+    Raises AuditUnavailable when the store refuses it.
     """
-    with engine.begin() as connection:
-        return append(connection, [make_event(clock, env, action, "ok", **fields)])[0]
+    event = make_event(clock, env, action, outcome, **fields)
+    try:
+        with engine.begin() as connection:
+            return append(connection, [event])[0]
+    except SQLAlchemyError as error:
+        log.error("audit_commit_failed", error_type=type(error).__name__, records=1)
+        raise _unavailable() from error
 
 
 def append(connection: Connection, events: Sequence[AuditEvent]) -> list[AuditRecord]:

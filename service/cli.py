@@ -8,6 +8,7 @@ standard error as JSON.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -165,16 +166,16 @@ def _bootstrap(arguments: argparse.Namespace) -> int:
         settings.encryption_key_file, setting="encryption_key_file"
     )
     engine = open_store(settings.store)
+    clock = SystemClock()
     try:
         created = bootstrap_admin(
             engine,
             kek,
-            SystemClock(),
+            clock,
             env,
             backends=settings.environments[env].backends,
+            record=functools.partial(record_now, engine, clock),
         )
-        record_now(engine, SystemClock(), env, "credential.create", actor="bootstrap",
-                   target=ADMIN_SERVICE, version=created.info.id)  # fmt: skip
     except Conflict as error:
         sys.stderr.write(f"tokenbroker: {error.message}\n")
         return 1

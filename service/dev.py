@@ -69,6 +69,7 @@ def ensure_dev_admin(
         broker.clock,
         DEV_ENV,
         backends=broker.environments[DEV_ENV].backends,
+        record=broker.audit.record,
         fixed_secret=wanted,
         replace=True,
     )

@@ -66,6 +66,7 @@ class LocalBroker:
                 broker.clock,
                 name,
                 backends=environment.backends,
+                record=broker.audit.record,
                 fixed_secret=Sensitive.from_text(ADMIN_SECRET),
             )
             broker.reload_policy(environment)

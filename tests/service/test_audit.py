@@ -183,3 +183,11 @@ def test_overlong_fields_are_cut_to_their_columns(
 
     assert len(record.event.actor or "") == 128
     assert verify(engine, "prod").intact
+
+
+def test_a_record_made_without_the_writer_fails_as_unavailable(
+    engine: Engine, clock: FakeClock
+) -> None:
+    """`tokenbroker bootstrap` then changes nothing, as the API would not."""
+    with _table_gone(engine, "audit_records"), pytest.raises(AuditUnavailable):
+        record_now(engine, clock, "prod", "credential.create", "requested")

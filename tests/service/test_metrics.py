@@ -89,4 +89,4 @@ def test_secret_read_cache_hits_and_misses_are_counted(local: LocalBroker) -> No
 def test_audit_commits_are_counted(local: LocalBroker) -> None:
     committed = _value(local, "tokenbroker_audit_records_total")
 
-    assert committed == len(local.audit_records("dev"))
+    assert committed == sum(len(local.audit_records(env)) for env in ("dev", "prod"))
