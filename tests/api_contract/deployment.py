@@ -10,7 +10,7 @@ as its admin and its services do.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -60,26 +60,33 @@ def environments(
     return found
 
 
-@contextmanager
 def four_backend_broker(
     folder: Path,
     clock: FakeClock,
     providers: Providers,
     options: Mapping[str, Mapping[str, Any]] | None = None,
     **settings: Any,
+) -> AbstractContextManager[LocalBroker]:
+    """An in-process broker over `environments(providers, options)`."""
+    return serving(folder, clock, environments(providers, options), **settings)
+
+
+@contextmanager
+def serving(
+    folder: Path, clock: FakeClock, envs: Mapping[str, Any], **settings: Any
 ) -> Iterator[LocalBroker]:
-    """An in-process broker over `environments(...)`, each environment with the
-    contract's policy and a credential for each of its services."""
+    """An in-process broker over `envs`, each environment with the contract's
+    policy and the harness's admin."""
     # The aws backend takes moto's keys from the default chain, as it would take
     # real ones; they are in the environment only while the clients are built.
     with pytest.MonkeyPatch.context() as patch:
         for name, value in CREDENTIALS.items():
             patch.setenv(name, value)
-        made = local_broker(folder, clock, environments(providers, options), **settings)
+        made = local_broker(folder, clock, dict(envs), **settings)
         broker = made.__enter__()
     try:
-        for kind in KINDS:
-            response = broker.put_policy(kind, "contract", POLICY)
+        for env in envs:
+            response = broker.put_policy(env, "contract", POLICY)
             assert response.status_code == 200, response.text
         yield broker
     finally:
