@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from service.broker import Broker
 from service.http import BodyLimit, RequestLog, install_error_handlers
 from service.metrics import RequestMetrics
+from service.readiness import Readiness
 from service.routers import (
     audit,
     health,
@@ -40,6 +41,7 @@ def create_app(broker: Broker) -> FastAPI:
         lifespan=_lifespan,
     )
     app.state.broker = broker
+    app.state.readiness = Readiness.of(broker)
     install_error_handlers(app)
     # rotation first: its `secrets/{name}/rotate|consumers` routes would
     # otherwise be taken for secret names by the secrets router.

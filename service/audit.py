@@ -93,6 +93,8 @@ class AuditLog:
         self._queue: queue.SimpleQueue[_Pending | object] = queue.SimpleQueue()
         self._closed = False
         self._busy = False
+        # Whether the latest commit failed: readiness then tries a write.
+        self._failing = False
         self._thread = threading.Thread(
             target=self._run, name="tokenbroker-audit", daemon=True
         )
@@ -138,6 +140,25 @@ class AuditLog:
     def event(self, env: str, action: str, outcome: str, **fields: Any) -> AuditEvent:
         """An event stamped now. Raises TypeError for detail that is not JSON."""
         return make_event(self._clock, env, action, outcome, **fields)
+
+    def check(self) -> None:
+        """Raise AuditUnavailable unless records can be committed now.
+
+        Cheap while commits succeed: the writer thread is alive and the chain's
+        tables answer a read. After a failed commit, an append that is rolled
+        back shows whether the store takes records again.
+        """
+        if self._closed or not self._thread.is_alive():
+            raise AuditUnavailable("the audit writer is not running")
+        try:
+            with self._engine.connect() as connection:
+                connection.execute(_PEEK_HEADS).all()
+                connection.execute(_PEEK_RECORDS).all()
+                if self._failing:
+                    connection.execute(_APPEND, [_probe_row(self._clock)])
+                connection.rollback()
+        except SQLAlchemyError as error:
+            raise _unavailable() from error
 
     def close(self) -> None:
         """Commit what is queued, then stop the writer."""
@@ -189,6 +210,7 @@ class AuditLog:
                 records=len(batch),
             )
             written = [None] * len(batch)
+        self._failing = bool(written) and written[0] is None
         _settle(batch, written)
         if self._on_commit is not None and written and written[0] is not None:
             self._on_commit(len(batch))
@@ -315,11 +337,19 @@ _READ_HEAD = (
     .with_for_update()
 )
 _APPEND = insert(audit_records)
+_PEEK_HEADS = select(audit_heads.c.seq).limit(1)
+_PEEK_RECORDS = select(audit_records.c.seq).limit(1)
 _MOVE_HEAD = (
     update(audit_heads)
     .where(audit_heads.c.env == bindparam("head_env"))
     .values(seq=bindparam("seq"), hash=bindparam("hash"))
 )
+
+
+def _probe_row(clock: Clock) -> dict[str, Any]:
+    """A record no environment has (no environment name is empty)."""
+    event = make_event(clock, "", "readiness.probe", "ok")
+    return _row(chain(event, 0, GENESIS))
 
 
 def _lock_head(connection: Connection, env: str) -> tuple[int, str]:

@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     revocation: RevocationSettings = Field(default_factory=RevocationSettings)
     # Signing-key rotation; see service/key_schedule.py.
     signing_keys: SigningKeySettings = Field(default_factory=SigningKeySettings)
+    # `/readyz` answers within this, whatever its checks do (service/readiness.py).
+    readiness_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
 
     @field_validator("environments")
     @classmethod

@@ -80,7 +80,7 @@ def test_readiness_names_every_backend_of_the_file(served: Served) -> None:
     ready = httpx.get(f"{served.process.url}/readyz")
 
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"store": "ok"} | {
+    assert ready.json()["checks"] == {"store": "ok", "audit": "ok"} | {
         f"{kind}/{kind}": "ok" for kind in KINDS
     }
 

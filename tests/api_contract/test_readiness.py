@@ -73,7 +73,8 @@ def test_readiness_reports_every_backend_by_environment_and_name(
     assert status == 200
     assert body == {
         "status": "ready",
-        "checks": {"store": "ok"} | {f"{kind}/{kind}": "ok" for kind in KINDS},
+        "checks": {"store": "ok", "audit": "ok"}
+        | {f"{kind}/{kind}": "ok" for kind in KINDS},
     }
 
 

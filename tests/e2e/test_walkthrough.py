@@ -181,7 +181,10 @@ def test_health_and_readiness_answer(dev_broker: DevBroker) -> None:
 
     assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{url}/readyz").json()
-    assert ready == {"status": "ready", "checks": {"store": "ok", "dev/local": "ok"}}
+    assert ready == {
+        "status": "ready",
+        "checks": {"store": "ok", "audit": "ok", "dev/local": "ok"},
+    }
 
 
 def test_token_expires_after_its_lifetime(dev_broker: DevBroker, billing: str) -> None:
