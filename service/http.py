@@ -169,7 +169,8 @@ class BodyLimit:
 
 
 class RequestLog:
-    """Give each request an id and log one line when it ends."""
+    """Give each request an id, bound to every event it logs, and log one line
+    when it ends."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -195,17 +196,19 @@ class RequestLog:
                 ]
             await send(message)
 
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            log.info(
-                "request",
-                method=scope["method"],
-                path=scope["path"],
-                status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
-                request_id=request_id,
-            )
+        # Every event logged while the request runs carries its id, in threads
+        # it hands work to as well (they run in a copy of its context).
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                log.info(
+                    "request",
+                    method=scope["method"],
+                    path=scope["path"],
+                    status=status,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                )
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
