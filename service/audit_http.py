@@ -162,7 +162,8 @@ async def audit_failure(request: Request, status: int, code: str) -> None:
 
 
 def source_address(request: Request) -> str | None:
-    """The caller's address as the server saw it (a proxy's, behind one)."""
+    """The caller's address as the server saw it: a proxy's, unless the proxy
+    is one of the settings' `trusted_proxies` and named the caller."""
     return request.client.host if request.client is not None else None
 
 

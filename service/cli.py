@@ -126,6 +126,11 @@ def _serve(arguments: argparse.Namespace) -> int:
             access_log=False,
             server_header=False,
             http=BoundedHttpToolsProtocol,
+            # uvicorn believes X-Forwarded-For from 127.0.0.1 unless told
+            # otherwise, which would let any local process choose the address
+            # that is audited and rate-limited.
+            proxy_headers=bool(settings.trusted_proxies),
+            forwarded_allow_ips=[str(net) for net in settings.trusted_proxies],
         )
     finally:
         broker.close()

@@ -21,6 +21,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     ValidationError,
     field_validator,
     model_validator,
@@ -96,6 +97,9 @@ class Settings(BaseSettings):
     signing_keys: SigningKeySettings = Field(default_factory=SigningKeySettings)
     # `/readyz` answers within this, whatever its checks do (service/readiness.py).
     readiness_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    # Proxies whose X-Forwarded-For names the caller (audited, rate-limited);
+    # with none, forwarding headers are ignored, from localhost as from anyone.
+    trusted_proxies: tuple[IPvAnyNetwork, ...] = ()
 
     @field_validator("environments")
     @classmethod
