@@ -82,6 +82,7 @@ def rotate_all(api: Api, place: str) -> list[dict[str, Any]]:
 def test_bulk_rotation_answers_one_result_per_secret_in_order(
     api: Api, place: str
 ) -> None:
+    """Every secret the pattern matches has its result, in name order."""
     names = seed(api, place)
 
     results = rotate_all(api, place)
@@ -92,6 +93,7 @@ def test_bulk_rotation_answers_one_result_per_secret_in_order(
 
 
 def test_bulk_rotation_gives_every_secret_a_new_value(api: Api, place: str) -> None:
+    """After the bulk rotation no secret still holds its old value."""
     names = seed(api, place)
 
     rotate_all(api, place)

@@ -32,6 +32,7 @@ def behind(remote: Api, providers: Providers, monkeypatch: pytest.MonkeyPatch) -
 def test_deleted_secret_reads_as_deleted_not_missing(
     remote: Api, behind: Store, place: str
 ) -> None:
+    """Case C21: 410 `version_deleted`, never 404 and never the value."""
     remote.version_of(remote.put(f"{place}db", "<A>"))
     behind.delete(f"{place}db")
 
@@ -56,6 +57,7 @@ def test_deleted_secret_never_falls_back_to_an_older_version(
 
 
 def test_restored_secret_reads_again(remote: Api, behind: Store, place: str) -> None:
+    """Once restored in its store, the secret answers its value again."""
     remote.version_of(remote.put(f"{place}db", "<A>"))
     behind.delete(f"{place}db")
     assert remote.get(f"{place}db").status_code == 410

@@ -25,6 +25,7 @@ def services(api: Api, name: str) -> dict[str, tuple[str, bool]]:
 
 
 def test_rotation_on_demand_makes_a_new_current_version(api: Api, place: str) -> None:
+    """`POST rotate` answers the record; current then reads the new version."""
     first = api.version_of(api.put(f"{place}db", "<PW1>"))
 
     record = rotate(api, f"{place}db")
@@ -36,6 +37,7 @@ def test_rotation_on_demand_makes_a_new_current_version(api: Api, place: str) ->
 
 
 def test_rotated_secret_keeps_the_old_value_as_previous(api: Api, place: str) -> None:
+    """During grace the old value reads by stage and by its id."""
     first = api.version_of(api.put(f"{place}db", "<PW1>"))
 
     rotate(api, f"{place}db")
@@ -47,6 +49,7 @@ def test_rotated_secret_keeps_the_old_value_as_previous(api: Api, place: str) ->
 
 
 def test_rotation_record_shows_every_step_done(api: Api, place: str) -> None:
+    """create, set, test and finish each ran once and succeeded."""
     api.version_of(api.put(f"{place}db", "<PW1>"))
 
     record = rotate(api, f"{place}db")
@@ -57,6 +60,7 @@ def test_rotation_record_shows_every_step_done(api: Api, place: str) -> None:
 
 
 def test_consumers_show_who_has_moved_to_the_new_version(api: Api, place: str) -> None:
+    """One service read the old version, the other the new one."""
     first = api.version_of(api.put(f"{place}db", "<PW1>"))
     assert api.get(f"{place}db", who="svc-a").status_code == 200
 
@@ -69,6 +73,7 @@ def test_consumers_show_who_has_moved_to_the_new_version(api: Api, place: str) -
 
 
 def test_a_consumer_that_reads_again_has_moved(api: Api, place: str) -> None:
+    """A service that read the old version and then the new one is on current."""
     api.version_of(api.put(f"{place}db", "<PW1>"))
     assert api.get(f"{place}db", who="svc-a").status_code == 200
     new = rotate(api, f"{place}db")["new_version"]

@@ -89,24 +89,29 @@ def outcome(request: pytest.FixtureRequest, run: dict[str, Outcome]) -> Outcome:
 
 
 def test_nothing_rotates_before_the_schedule_is_due(outcome: Outcome) -> None:
+    """A minute before the 30 days are up, current is still the first version."""
     assert outcome.before_due == outcome.first
 
 
 def test_the_secret_rotates_once_the_schedule_is_due(outcome: Outcome) -> None:
+    """At 30 days the worker rotates the secret to a new value."""
     assert outcome.after_due["version"] != outcome.first
     assert str(outcome.after_due["value"]).startswith("<PW1") is False
 
 
 def test_the_old_value_stays_previous_during_grace(outcome: Outcome) -> None:
+    """Within the hour of grace the first value reads as previous."""
     assert outcome.previous["version"] == outcome.first
     assert str(outcome.previous["value"]).startswith("<PW1-")
 
 
 def test_no_reader_gets_an_error_at_any_point(outcome: Outcome) -> None:
+    """A service reading before, around and after the rotation always gets 200."""
     assert outcome.reads == [200, 200, 200, 200]
 
 
 def test_the_old_version_is_disabled_after_grace(outcome: Outcome) -> None:
+    """Once grace is over the first version reads as disabled, by its id."""
     assert outcome.retired == (410, "version_disabled")
 
 
@@ -116,4 +121,5 @@ def test_the_previous_stage_is_disabled_after_grace(outcome: Outcome) -> None:
 
 
 def test_current_stays_readable_after_grace(outcome: Outcome) -> None:
+    """Retiring the previous version leaves current readable."""
     assert outcome.current_retired == 200

@@ -70,6 +70,7 @@ def test_each_write_makes_a_new_version(api: Api, place: str) -> None:
 
 
 def test_an_older_version_reads_by_its_id(api: Api, place: str) -> None:
+    """`?version=` answers that version, not current."""
     first = api.version_of(api.put(f"{place}db", "one"))
     api.version_of(api.put(f"{place}db", "two"))
 
@@ -79,6 +80,7 @@ def test_an_older_version_reads_by_its_id(api: Api, place: str) -> None:
 
 
 def test_previous_stage_reads_the_version_before_current(api: Api, place: str) -> None:
+    """`?stage=previous` answers the version current replaced."""
     first = api.version_of(api.put(f"{place}db", "one"))
     api.version_of(api.put(f"{place}db", "two"))
 
@@ -90,12 +92,14 @@ def test_previous_stage_reads_the_version_before_current(api: Api, place: str) -
 
 
 def test_unknown_version_is_not_found(api: Api, place: str) -> None:
+    """A version id the secret never had is 404."""
     api.version_of(api.put(f"{place}db", "one"))
 
     assert error_of(api.get(f"{place}db", version="0" * 32)) == (404, "not_found")
 
 
 def test_if_match_with_the_current_version_writes(api: Api, place: str) -> None:
+    """A compare-and-set on the current version lands and becomes current."""
     first = api.version_of(api.put(f"{place}db", "one"))
 
     second = api.put(f"{place}db", "two", **{"If-Match": f'"{first}"'})
@@ -119,12 +123,14 @@ def test_if_match_with_a_stale_version_is_412_and_writes_nothing(
 def test_if_none_match_creates_a_secret_that_does_not_exist(
     api: Api, place: str
 ) -> None:
+    """`If-None-Match: *` creates a secret that is not there yet."""
     created = api.put(f"{place}new", "one", **{"If-None-Match": "*"})
 
     assert api.get(f"{place}new").json()["version"] == api.version_of(created)
 
 
 def test_if_none_match_refuses_an_existing_secret(api: Api, place: str) -> None:
+    """`If-None-Match: *` on an existing secret is 412 and changes nothing."""
     first = api.version_of(api.put(f"{place}db", "one"))
 
     again = api.put(f"{place}db", "two", **{"If-None-Match": "*"})
@@ -146,6 +152,7 @@ def test_listing_gives_every_secret_once_across_pages(api: Api, place: str) -> N
 
 
 def test_listing_shows_versions_and_never_values(api: Api, place: str) -> None:
+    """A listing names each secret and its current version, not its value."""
     version = api.version_of(api.put(f"{place}listed/db", "value-never-listed"))
 
     response = api.call("GET", "secrets", params={"prefix": f"{place}listed/"})
@@ -201,6 +208,7 @@ def test_value_over_the_store_limit_is_413_before_any_backend_call(
 
 
 def test_binary_value_at_the_store_limit_is_accepted(api: Api, place: str) -> None:
+    """Case C26: binary values up to the store's limit round-trip."""
     value = os.urandom(BINARY_LIMITS[api.env])
     encoded = base64.b64encode(value).decode()
 
@@ -222,6 +230,7 @@ def test_binary_value_over_the_store_limit_is_413(api: Api, place: str) -> None:
 
 
 def test_missing_secret_is_404(api: Api, place: str) -> None:
+    """A secret the reader may read but that does not exist is 404."""
     assert error_of(api.get(f"open/{place}missing", who="reader")) == (
         404, "not_found",
     )  # fmt: skip

@@ -71,6 +71,7 @@ def pair(
 
 
 def test_an_environment_lists_only_its_own_secrets(pair: tuple[Api, Api]) -> None:
+    """`app` lists its `db` and nothing of `app-prod`."""
     app, app_prod = pair
     app.version_of(app.put("listed/db", "<app>"))
     app_prod.version_of(app_prod.put("listed/db", "<app-prod>"))
@@ -80,6 +81,7 @@ def test_an_environment_lists_only_its_own_secrets(pair: tuple[Api, Api]) -> Non
 
 
 def test_an_environment_reads_only_its_own_value(pair: tuple[Api, Api]) -> None:
+    """The same name reads each environment's own value."""
     app, app_prod = pair
     app.version_of(app.put("read/db", "<app>"))
     app_prod.version_of(app_prod.put("read/db", "<app-prod>"))
@@ -88,6 +90,7 @@ def test_an_environment_reads_only_its_own_value(pair: tuple[Api, Api]) -> None:
 
 
 def test_a_secret_of_the_sibling_is_missing_here(pair: tuple[Api, Api]) -> None:
+    """A secret only the sibling holds is 404 here."""
     app, app_prod = pair
     app_prod.version_of(app_prod.put("theirs/db", "<app-prod>"))
 
