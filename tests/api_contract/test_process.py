@@ -11,6 +11,7 @@ import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -27,20 +28,21 @@ pytestmark = pytest.mark.e2e
 
 @dataclass
 class Served:
-    """The process and, per environment, a client with its admin's token."""
+    """The process and, per environment, a client and its admin's secret."""
 
     process: BrokerProcess
     clients: dict[str, BrokerClient]
     admin_secrets: dict[str, str]
 
-    def admin(self, env: str) -> dict[str, str]:
-        token = self.clients[env].access_token("admin", self.admin_secrets[env])
-        return {"Authorization": f"Bearer {token}"}
-
-    def as_service(self, env: str, service: str) -> dict[str, str]:
+    def token(self, env: str, service: str = "admin") -> str:
         client = self.clients[env]
-        secret = client.new_credential(self.admin(env)["Authorization"][7:], service)
-        return {"Authorization": f"Bearer {client.access_token(service, secret)}"}
+        if service == "admin":
+            return client.access_token("admin", self.admin_secrets[env])
+        secret = client.new_credential(self.token(env), service)
+        return client.access_token(service, secret)
+
+    def bearer(self, env: str, service: str = "admin") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(env, service)}"}
 
 
 @pytest.fixture(scope="module")
@@ -49,26 +51,30 @@ def served(
 ) -> Iterator[Served]:
     folder = tmp_path_factory.mktemp("served")
     config = write_config(folder, environments(providers))
-    admin_secrets = {}
-    for env in KINDS:
-        done = run_cli(folder, "bootstrap", "--config", str(config), "--env", env,
-                       "--json")  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        admin_secrets[env] = json.loads(done.stdout)["client_secret"]
+    admin_secrets = bootstrap(folder, config)
     process = BrokerProcess(folder, ["--config", str(config)], dict(CREDENTIALS))
     clients = {env: BrokerClient(process.url, env) for env in KINDS}
     made = Served(process, clients, admin_secrets)
     try:
         for env in KINDS:
-            response = clients[env].put_policy(
-                made.admin(env)["Authorization"][7:], "contract", POLICY
-            )
+            response = clients[env].put_policy(made.token(env), "contract", POLICY)
             assert response.status_code == 200, response.text
         yield made
     finally:
         for client in clients.values():
             client.close()
         process.stop()
+
+
+def bootstrap(folder: Path, config: Path) -> dict[str, str]:
+    """Every environment's first admin secret, by `tokenbroker bootstrap`."""
+    secrets = {}
+    for env in KINDS:
+        done = run_cli(folder, "bootstrap", "--config", str(config), "--env", env,
+                       "--json")  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        secrets[env] = json.loads(done.stdout)["client_secret"]
+    return secrets
 
 
 @pytest.fixture(params=KINDS)
@@ -86,7 +92,7 @@ def test_readiness_names_every_backend_of_the_file(served: Served) -> None:
 
 
 def test_a_written_secret_is_served_and_listed(served: Served, env: str) -> None:
-    client, headers = served.clients[env], served.admin(env)
+    client, headers = served.clients[env], served.bearer(env)
     written = client.request(
         "PUT", "secrets/served/db", json={"value": f"<{env}>"}, headers=headers
     )
@@ -106,8 +112,8 @@ def test_a_written_secret_is_served_and_listed(served: Served, env: str) -> None
 def test_readers_never_fail_while_the_secret_rotates(served: Served, env: str) -> None:
     """Rotation on demand, with a service reading all along: every read is 200,
     and the consumers endpoint shows that the service moved to the new version."""
-    client, admin = served.clients[env], served.admin(env)
-    reader = served.as_service(env, "svc-a")
+    client, admin = served.clients[env], served.bearer(env)
+    reader = served.bearer(env, "svc-a")
     client.request("PUT", "secrets/busy/db", json={"value": "<PW1>"}, headers=admin)
     statuses: list[int] = []
     reading, done = threading.Event(), threading.Event()

@@ -68,6 +68,7 @@ def ready(outage: Outage) -> tuple[int, dict[str, Any]]:
 def test_readiness_reports_every_backend_by_environment_and_name(
     outage: Outage,
 ) -> None:
+    """Each backend is a check of its own, `ENV/NAME`, beside the store."""
     status, body = ready(outage)
 
     assert status == 200
@@ -79,6 +80,7 @@ def test_readiness_reports_every_backend_by_environment_and_name(
 
 
 def test_a_stopped_store_makes_readiness_503_naming_it(outage: Outage) -> None:
+    """Only the stopped store's check fails, and the answer is 503."""
     outage.stop()
 
     status, body = ready(outage)
@@ -93,6 +95,7 @@ def test_a_stopped_store_makes_readiness_503_naming_it(outage: Outage) -> None:
 def test_reads_from_a_stopped_store_are_503_with_a_clear_reason(
     outage: Outage,
 ) -> None:
+    """503 naming the store; no address, value or traceback in the answer."""
     api = outage.apis[outage.kind]
     api.version_of(api.put("down/db", CANARY))
     outage.stop()
@@ -112,6 +115,7 @@ def test_reads_from_a_stopped_store_are_503_with_a_clear_reason(
 
 
 def test_other_stores_stay_readable_while_one_is_down(outage: Outage) -> None:
+    """The other three environments' secrets still read while one is down."""
     others = [kind for kind in KINDS if kind != outage.kind]
     for kind in others:
         outage.apis[kind].version_of(outage.apis[kind].put("up/db", f"<{kind}>"))
@@ -120,3 +124,16 @@ def test_other_stores_stay_readable_while_one_is_down(outage: Outage) -> None:
     values = {kind: outage.apis[kind].get("up/db").json()["value"] for kind in others}
 
     assert values == {kind: f"<{kind}>" for kind in others}
+
+
+def test_listing_a_stopped_store_is_503_not_an_empty_page(outage: Outage) -> None:
+    """Nothing listed is never taken for "nothing there" (case C18)."""
+    api = outage.apis[outage.kind]
+    api.version_of(api.put("listed/db", "x"))
+    outage.stop()
+
+    response = api.call("GET", "secrets", params={"prefix": "listed/"})
+
+    assert (response.status_code, response.json()["error"]) == (
+        503, "backend_unavailable",
+    )  # fmt: skip
