@@ -182,6 +182,7 @@ TRANSLATIONS: dict[type[BaseException], type[TokenBrokerError]] = {
     requests.RequestException: BackendError,
 }
 
+THROTTLED_RETRY_SECONDS = 1.0
 _VAULT_TOKEN = re.compile(r"\b(?:hv[sbr]|[sbr])\.[A-Za-z0-9_-]{16,}")
 _QUERY = re.compile(r"\?[^\s\"',]*")
 
@@ -203,6 +204,10 @@ def translate_error(error: Exception) -> TokenBrokerError:
             return gone(message, detail=detail)
     if isinstance(error, hvac_errors.InvalidRequest) and "check-and-set" in detail:
         return PreconditionFailed("vault refused a stale check-and-set", detail=detail)
+    if kind is Throttled:
+        # hvac raises without the response, so Vault's Retry-After is not known
+        # here; its rate-limit quotas count per second, hence the one second.
+        return Throttled(message, retry_after=THROTTLED_RETRY_SECONDS, detail=detail)
     return kind(message, detail=detail)
 
 

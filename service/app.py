@@ -13,6 +13,7 @@ from service.metrics import RequestMetrics
 from service.readiness import Readiness
 from service.routers import (
     audit,
+    compromise,
     health,
     keys,
     metrics,
@@ -43,11 +44,11 @@ def create_app(broker: Broker) -> FastAPI:
     app.state.broker = broker
     app.state.readiness = Readiness.of(broker)
     install_error_handlers(app)
-    # rotation first: its `secrets/{name}/rotate|consumers` routes would
-    # otherwise be taken for secret names by the secrets router.
-    for module in (oauth, rotation, secrets, policies, services, health, metrics):
+    # rotation and compromise first: their `secrets/{name}/rotate|consumers|
+    # compromise` routes would otherwise be taken for secret names.
+    for module in (oauth, rotation, compromise, secrets, policies, services):
         app.include_router(module.router)
-    for module in (policy_history, audit, tokens, keys):
+    for module in (health, metrics, policy_history, audit, tokens, keys):
         app.include_router(module.router)
     body_limit = max(
         MIN_BODY_LIMIT, broker.settings.max_secret_bytes * BODY_OVERHEAD_FACTOR

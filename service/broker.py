@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from backends import registry
 from service.audit import AuditLog
 from service.clock import Clock, SystemClock
+from service.compromise.service import CompromiseResponse
 from service.config import Settings
 from service.credentials import CredentialStore
 from service.crypto import Envelope, KeyEncryptionKey
@@ -27,6 +28,7 @@ from service.limits import Limits
 from service.metrics import BrokerMetrics, metered
 from service.overlap import check_overlaps
 from service.policy_store import PolicyStore
+from service.policy_sync import PolicySync
 from service.revocation_store import RevocationStore
 from service.revocations import Revocations
 from service.rotation.service import RotationService
@@ -91,8 +93,20 @@ class Broker:
             audit=self.audit,
         )
         self.revocations.publish = self.rotation.webhooks.publish
+        self.compromise = CompromiseResponse(
+            engine=self.engine, clock=self.clock, environments=self.environments,
+            revocations=self.revocations, rotation=self.rotation,
+            secrets=self.secrets, credentials=self.credentials, audit=self.audit,
+            settings=settings.revocation, source=self.public_url,
+        )  # fmt: skip
+        self.compromise.attach(self.revocations.feed)
         if settings.policies_dir is not None:
             self.load_policy_folder(settings.policies_dir)
+        # After the folder: what it applied is this process's starting point.
+        self.policy_sync = PolicySync(
+            self.policies, self.environments, self.reload_policy
+        )
+        self.policy_sync.attach(self.revocations.feed, settings.revocation.poll_seconds)
         log.info("broker_ready", environments=sorted(self.environments))
 
     def environment(self, name: str) -> Environment:

@@ -3,6 +3,9 @@
 A document is validated on its own, then together with the others (one secret
 declared twice, a backend the environment does not have), and only then stored:
 a document that would break the environment's policy is refused whole.
+
+Every change is announced to the other broker processes in its own transaction,
+and counted by `marker`, so that each reloads it (service/policy_sync.py).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from policies.model import DOCUMENT_NAME, PolicyDocument, parse_document
 from service.clock import Clock, utc
 from service.errors import InvalidRequest, NotFound, PolicyInvalid
 from service.policy_history import next_revision, record_revision
+from service.store.audit_tables import policy_revisions
+from service.store.notify import notify
 from service.store.tables import policy_documents
 
 log = structlog.get_logger(__name__)
@@ -62,6 +67,17 @@ class PolicyStore:
                 )
             ).scalar_one()
         return int(total)
+
+    def marker(self, env: str) -> int:
+        """A number that changes with every change to the environment's
+        documents, deletions included: how many revisions it has kept."""
+        with self._engine.connect() as connection:
+            count = connection.execute(
+                select(func.count())
+                .select_from(policy_revisions)
+                .where(policy_revisions.c.env == env)
+            ).scalar_one()
+        return int(count)
 
     def put(
         self,
@@ -116,6 +132,7 @@ class PolicyStore:
                     at=utc(self._clock.now()),
                     deleted=True,
                 )
+                notify(connection, {"type": "policy", "env": env})
         if not removed:
             raise NotFound("no policy document of that name")
         log.info("policy_deleted", env=env, document=name)
@@ -215,6 +232,7 @@ class PolicyStore:
                 actor=actor,
                 at=utc(self._clock.now()),
             )
+            notify(connection, {"type": "policy", "env": env})
 
 
 def _maybe(stored: dict[str, Any], name: str) -> dict[str, PolicyDocument]:

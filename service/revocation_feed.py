@@ -16,7 +16,10 @@ Bound: a revocation is enforced by every process within `poll_seconds` plus
 one query (0.5 s by default) even with no push at all; README.md states it.
 
 The same thread runs the periodic chores that keep the process current:
-pruning expired revocations and checking the signing-key schedule.
+pruning expired revocations and checking the signing-key schedule. The channel
+carries other announcements too: `handlers` maps a message type to what acts
+on it in this process (a compromise, a changed policy), and a chore of each
+polls for what a lost notification missed, within the same bound.
 
 TODO: a burst of many revocations (a bulk revocation of thousands of tokens)
 is read again by every poll for `lookback_seconds`; reading only rows newer
@@ -89,6 +92,8 @@ class RevocationFeed:
     ) -> None:
         self.settings = settings
         self.chores: list[Chore] = []
+        # Message type -> what acts on it; each runs in the listener's thread.
+        self.handlers: dict[str, Callable[[dict[str, Any]], object]] = {}
         self._store = store
         self._clock = clock
         self._envs = frozenset(envs)
@@ -129,6 +134,9 @@ class RevocationFeed:
                 self._keys_changed(env)
             elif kind == "bulk":
                 self.poll()
+            elif kind in self.handlers:
+                handler = self.handlers[kind]
+                self._guarded(kind, lambda: handler(message))
         except (ValueError, KeyError, TypeError) as error:
             log.warning(
                 "revocation_message_unreadable", error_type=type(error).__name__

@@ -8,6 +8,8 @@ responses among them) is `Broker.revocations`, a `Revocations`:
         any token of the environment could be valid
     revoke_token(principal, reason=..., actor=...)
         one token already verified (its expiry is known)
+    revoke_jtis(env, [(jti, expires_at), ...], reason=..., actor=...)
+        many tokens at once, in one transaction (a compromise's readers)
     revoke_service(env, service, disable=False, reason=..., actor=...)
         every token the service holds (issued at or before now); `disable`
         also refuses new tokens (`invalid_client`) until `enable_service`
@@ -23,8 +25,8 @@ Each call takes effect in this process before it returns, is enforced by every
 other process on the same store within the feed's bound
 (service/revocation_feed.py), is audited (`token.revoke`, `service.revoke`,
 `service.disable`, `service.enable`, `key.revoke`, `key.create`) and emits a
-CloudEvent `tokenbroker.revocation.{token,service,service_enabled,key}` through
-the webhook dispatcher. Every call also takes keyword `request_id` and
+CloudEvent `tokenbroker.revocation.{token,tokens,service,service_enabled,key}`
+through the webhook dispatcher. Every call also takes keyword `request_id` and
 `source` for the audit record. Calls block on the store and the audit log: from
 the event loop, run them in a thread.
 
@@ -37,7 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -60,6 +62,8 @@ Publisher = Callable[[dict[str, Any]], None]
 # A token issued right after a service-wide revocation waits at most this long
 # for the next second (see RevocationSet.issuable_from).
 MAX_ISSUE_WAIT_SECONDS = 1.0
+# Token ids per audit record and per event of a bulk revocation.
+JTI_CHUNK = 200
 
 
 class Revocations:
@@ -185,6 +189,43 @@ class Revocations:
             **context,
         )
 
+    def revoke_jtis(
+        self,
+        env: str,
+        tokens: Sequence[tuple[str, float]],
+        *,
+        reason: str | None,
+        actor: str,
+        **context: str | None,
+    ) -> int:
+        """Revoke many tokens by (jti, expiry) at once; answer how many.
+
+        One transaction and one announcement for all (the other processes
+        read the table back); one audit record `token.revoke` and one event
+        `tokens` for every `JTI_CHUNK` of them, each naming its ids.
+        """
+        if not tokens:
+            return 0
+        self._set(env)
+        now = self._clock.now()
+        found = [Revocation(env, Kind.TOKEN, jti, now, until) for jti, until in tokens]
+        self.store.record_many(found, actor=actor, reason=reason)
+        for revocation in found:
+            self._apply(revocation)
+        self._counter.labels(env, Kind.TOKEN.value).inc(len(found))
+        for start in range(0, len(found), JTI_CHUNK):
+            chunk = found[start : start + JTI_CHUNK]
+            jtis = [revocation.subject for revocation in chunk]
+            log.info("revoked", env=env, action="token.revoke", tokens=len(jtis),
+                     actor=actor)  # fmt: skip
+            self._audit_step(
+                env, "token.revoke", actor, jtis[0], reason, context, jtis=jtis,
+                tokens=len(jtis),
+            )  # fmt: skip
+            detail = {"jtis": jtis, "tokens": len(jtis)}
+            self.publish(self._cloud_event("tokens", chunk[0], actor, reason, detail))
+        return len(found)
+
     def revoke_service(
         self,
         env: str,
@@ -264,6 +305,10 @@ class Revocations:
                 context,
             )
         return revoked
+
+    def last_token_end(self, env: str) -> float:
+        """The last moment any token of `env` issued until now can be valid."""
+        return self._last_token_end(env)
 
     def prune(self) -> int:
         """Drop expired revocations from memory and from the store."""

@@ -5,7 +5,8 @@ exists. A read needs both: a token scope naming the secret, and the environment'
 policy as it is now (so a deny added after the token was issued still wins).
 
 Reads go through a small cache of recent versions: bounded in size, each entry
-kept for a few seconds at most, and dropped when this process writes the secret.
+kept for a few seconds at most, and dropped when this process writes the secret
+(and in every process, through the revocation feed, when it is compromised).
 
 A store that cannot be reached fails only the calls that need it, with 503
 naming the store; its own message (which may hold internal URLs) goes to the
@@ -73,9 +74,9 @@ class SecretAccess:
         cache_size: int = 10_000,
     ) -> None:
         self.max_value_bytes = max_value_bytes
-        # Called on every successful read with (env, secret, version, service);
+        # Called on every successful read with (env, secret, version, reader);
         # each must be O(1) and must not block (rotation's consumer tracking).
-        self.read_observers: list[Callable[[str, str, str, str], None]] = []
+        self.read_observers: list[Callable[[str, str, str, Principal], None]] = []
         # Called with True on a cache hit, False on a miss (metrics).
         self.cache_observer: Callable[[bool], None] | None = None
         self._lock = threading.Lock()
@@ -123,7 +124,7 @@ class SecretAccess:
                     if self._forgets == forgets:
                         self._cache[key] = found
         for observe in self.read_observers:
-            observe(environment.name, name, found.version, principal.service)
+            observe(environment.name, name, found.version, principal)
         return found
 
     async def write(

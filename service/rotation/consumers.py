@@ -5,12 +5,18 @@ never held across an await: one dict lookup and three field updates. A
 background flush swaps the aggregate out and upserts it into the store, where
 the first read, the last read and the count of every (service, secret,
 version) are kept. A failed flush puts its data back for the next one.
+
+Each read also notes its token (rotation/token_reads.py), flushed with the
+aggregate, so that a compromise can revoke the tokens that read a version.
+Whoever must act on freshly flushed token reads registers in `on_flushed`.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
 from sqlalchemy import Engine, case, select
@@ -18,7 +24,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from service.clock import Clock, utc
+from service.rotation.token_reads import TokenReads, Version
 from service.store.rotation_tables import rotation_consumers as table
+
+if TYPE_CHECKING:
+    from service.tokens import Principal
 
 log = structlog.get_logger(__name__)
 
@@ -45,12 +55,17 @@ class ConsumerTracker:
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._pending: dict[Key, list[float]] = {}
+        self.tokens = TokenReads(engine, clock)
+        # Called after each flush with the versions whose token reads it wrote
+        # (the compromise response checks them against what is compromised).
+        self.on_flushed: list[Callable[[set[Version]], None]] = []
         dialect = sqlite if engine.dialect.name == "sqlite" else postgresql
         self._insert = dialect.insert
 
-    def record(self, env: str, secret: str, version: str, service: str) -> None:
-        """Count one read; never touches the store."""
+    def record(self, env: str, secret: str, version: str, principal: Principal) -> None:
+        """Count one read and note its token; never touches the store."""
         now = self._clock.now()
+        service = principal.service
         key = (env, secret, version, service)
         with self._lock:
             entry = self._pending.get(key)
@@ -59,21 +74,19 @@ class ConsumerTracker:
             else:
                 entry[1] = now
                 entry[2] += 1
+        self.tokens.record(
+            env, secret, version, service, principal.jti, principal.expires_at
+        )
 
     def flush(self) -> int:
         """Write the aggregate to the store; answer how many rows were written."""
         with self._flush_lock:
-            with self._lock:
-                pending, self._pending = self._pending, {}
-            if not pending:
-                return 0
-            try:
-                self._upsert(pending)
-            except SQLAlchemyError as error:
-                self._put_back(pending)
-                log.warning("consumers_flush_failed", error_type=type(error).__name__)
-                return 0
-            return len(pending)
+            written = self._flush_aggregate()
+            versions = self.tokens.flush()
+        if versions:
+            for flushed in self.on_flushed:
+                flushed(versions)
+        return written
 
     def consumers(self, env: str, secret: str) -> list[Consumer]:
         """Every (service, version) that read the secret, this process's included."""
@@ -95,6 +108,19 @@ class ConsumerTracker:
             )
             for row in rows
         ]
+
+    def _flush_aggregate(self) -> int:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        if not pending:
+            return 0
+        try:
+            self._upsert(pending)
+        except SQLAlchemyError as error:
+            self._put_back(pending)
+            log.warning("consumers_flush_failed", error_type=type(error).__name__)
+            return 0
+        return len(pending)
 
     def _upsert(self, pending: dict[Key, list[float]]) -> None:
         rows = [

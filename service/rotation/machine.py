@@ -110,7 +110,7 @@ class RotationMachine:
         if opened.created:
             self.events.emit(Event.STARTED, env, secret, opened.rotation)
         else:
-            self._nudge(opened.rotation)
+            self._nudge(opened.rotation, no_grace=no_grace)
         return self.run(opened.rotation.id, actor)
 
     def run(self, rotation_id: str, actor: Actor = BROKER) -> Rotation:
@@ -361,12 +361,15 @@ class RotationMachine:
             and current_version == rotation.old_version
         )
 
-    def _nudge(self, rotation: Rotation) -> None:
-        """A person asked to rotate: run the holding rotation now."""
+    def _nudge(self, rotation: Rotation, *, no_grace: bool = False) -> None:
+        """A person asked to rotate: run the holding rotation now; an emergency
+        one retires its previous version at once."""
         claimed = self.store.claim(rotation.id, self.owner, self.settings.lease_seconds)
         if claimed is None:
             return
         changes: dict[str, object] = {"next_attempt_at": self.clock.now()}
+        if no_grace:
+            changes["no_grace"] = True
         if claimed.state is State.NEEDS_ATTENTION:
             changes.update(state=State.RUNNING, attempts=0, test_attempts=0)
             if claimed.step is Step.TEST:

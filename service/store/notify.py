@@ -3,8 +3,9 @@
 A message is sent with `pg_notify` inside the transaction that made the change,
 so PostgreSQL delivers it only once that change is committed, and never for a
 change that was rolled back. Messages are small JSON objects naming what
-changed (never a token or a secret). On SQLite there is nobody to tell beyond
-this process: other processes on the same file find changes by polling.
+changed (never a token or a secret): a revocation, a compromise, a changed
+policy. On SQLite there is nobody to tell beyond this process: other processes
+on the same file find changes by polling.
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@ One row per revoked thing, keyed by environment, kind and subject:
 can still be valid. Rows past it are deleted (a disabled service's row is kept
 until the service is enabled again). `recorded_at` is when the row last
 changed: other broker processes read an environment's rows newer than their
-last look, so `(env, recorded_at)` is indexed. `revision` counts the changes of a row, so that a process never lets
-an older state of a service overwrite a newer one it has already seen.
+last look, so `(env, recorded_at)` is indexed. `revision` counts the changes
+of a row, so that a process never lets an older state of a service overwrite a
+newer one it has already seen.
 """
 
 from __future__ import annotations

@@ -95,4 +95,6 @@ rotation_consumers = Table(
     Column("first_read_at", UTCDateTime, nullable=False),
     Column("last_read_at", UTCDateTime, nullable=False),
     Column("reads", BigInteger, nullable=False),
+    # What one service read, for a service compromise (migration 0005).
+    Index(None, "env", "service"),
 )

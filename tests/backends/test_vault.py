@@ -36,6 +36,7 @@ from service.errors import (
     PayloadTooLarge,
     PreconditionFailed,
     SecretNotFound,
+    Throttled,
     VersionDeleted,
     VersionDestroyed,
     VersionDisabled,
@@ -816,6 +817,14 @@ def test_check_and_set_refusal_is_precondition_failed() -> None:
     )
 
     assert isinstance(translate_error(error), PreconditionFailed)
+
+
+def test_rate_limited_request_tells_the_caller_when_to_retry() -> None:
+    """Case C27: Vault's 429 becomes Throttled with a Retry-After for the API."""
+    translated = translate_error(hvac.exceptions.RateLimitExceeded(errors=["quota"]))
+
+    assert isinstance(translated, Throttled)
+    assert translated.retry_after is not None and translated.retry_after > 0
 
 
 def test_deleted_version_body_is_version_deleted_not_missing() -> None:

@@ -147,6 +147,19 @@ def _revoke_token_by_id(world: World) -> Send:
     return lambda: world.admin("POST", f"tokens/{jti}/revoke")
 
 
+def _compromise_secret(world: World) -> Send:
+    world.write()
+    return lambda: world.admin(
+        "POST", "secrets/payments/db/compromise", json={"reason": "leaked"}
+    )
+
+
+def _compromise_service(world: World) -> Send:
+    return lambda: world.admin(
+        "POST", "services/ledger/compromise", json={"reason": "taken over"}
+    )
+
+
 def _rotate_key(world: World) -> Send:
     return lambda: world.admin("POST", "keys/rotate")
 
@@ -172,6 +185,8 @@ CASES: dict[tuple[str, str], Callable[[World], Send]] = {
     ("POST", "/v1/{env}/services/{service}/enable"): _enable_service,
     ("POST", "/v1/{env}/revoke"): _revoke_token,
     ("POST", "/v1/{env}/tokens/{jti}/revoke"): _revoke_token_by_id,
+    ("POST", "/v1/{env}/secrets/{name:path}/compromise"): _compromise_secret,
+    ("POST", "/v1/{env}/services/{service}/compromise"): _compromise_service,
     ("POST", "/v1/{env}/keys/rotate"): _rotate_key,
     ("POST", "/v1/{env}/keys/{kid}/revoke"): _revoke_key,
 }
