@@ -137,9 +137,13 @@ def test_audit_verify_proves_an_untouched_chain_intact(configured: Configured) -
     assert "intact" in done.stdout
 
 
-def test_the_bootstrap_credential_is_the_first_audit_record(
-    configured: Configured,
-) -> None:
-    first = _exported(configured, "prod")[0]
+def test_the_bootstrap_records_open_the_chain(configured: Configured) -> None:
+    """Its policy and credential, each requested and then made."""
+    opening = _exported(configured, "prod")[:4]
 
-    assert (first["action"], first["actor"]) == ("credential.create", "bootstrap")
+    assert [(r["action"], r["outcome"], r["actor"]) for r in opening] == [
+        ("policy.apply", "requested", "bootstrap"),
+        ("policy.apply", "ok", "bootstrap"),
+        ("credential.create", "requested", "bootstrap"),
+        ("credential.create", "ok", "bootstrap"),
+    ]
