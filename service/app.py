@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,6 +12,7 @@ from service.broker import Broker
 from service.http import BodyLimit, RequestLog, install_error_handlers
 from service.metrics import RequestMetrics
 from service.readiness import Readiness
+from service.refusals import flush_periodically
 from service.routers import (
     audit,
     compromise,
@@ -61,13 +63,15 @@ def create_app(broker: Broker) -> FastAPI:
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Run the broker's background work (rotation, revocation feed) while the
-    app serves."""
+    """Run the broker's background work (rotation, revocation feed, summaries
+    of anonymous refusals) while the app serves."""
     broker: Broker = app.state.broker
     broker.rotation.start()
     broker.revocations.start()
+    summaries = asyncio.create_task(flush_periodically(broker.refusals, broker.audit))
     try:
         yield
     finally:
+        summaries.cancel()
         broker.revocations.stop()
         broker.rotation.stop()

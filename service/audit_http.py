@@ -3,10 +3,11 @@
 Reads call `audit_request` once they have read and before they answer. Every
 change goes through `audited_change`, which commits a record of the intent
 before anything changes and a record of the outcome after. The error handlers
-call `audit_failure` for every refusal (401, 403, 429) and for every other
-failure of a caller that has identified itself. All wait for the commit, so an
-answer never leaves before its record is stored; when the audit log cannot
-record, they raise AuditUnavailable and the caller gets 503 instead.
+call `audit_failure` for every refusal (401, 403, 429; an anonymous caller's
+within a rate, service/refusals.py) and for every other failure of a caller
+that has identified itself. All wait for the commit, so an answer never leaves
+before its record is stored; when the audit log cannot record, they raise
+AuditUnavailable and the caller gets 503 instead.
 
 Requests leave their part of the story in `request.state`: `principal` (a
 verified token), `client_id` (who tried the token endpoint), `claimed` (what a
@@ -134,11 +135,13 @@ async def audit_failure(request: Request, status: int, code: str) -> None:
     """Record a refused request, or a failed one whose caller is known.
 
     Requests outside an environment served here, and anonymous requests that
-    fail for other reasons (a malformed body), are not recorded. Raises
+    fail for other reasons (a malformed body), are not recorded; anonymous
+    refusals beyond their rate are counted into a summary instead. Raises
     AuditUnavailable.
     """
+    broker = request.app.state.broker
     env = request.path_params.get("env")
-    if env is None or env not in request.app.state.broker.environments:
+    if env is None or env not in broker.environments:
         return
     principal = _principal(request)
     actor = principal.service if principal else _state(request, "client_id")
@@ -150,6 +153,9 @@ async def audit_failure(request: Request, status: int, code: str) -> None:
     action = _state(request, "audit_action") or ACTIONS.get(
         (request.method, template), "request"
     )
+    known = actor is not None or claimed.get("claimed_env_verified") is True
+    if not known and not broker.refusals.admit(env, source_address(request), action):
+        return
     await audit_request(
         request,
         action,

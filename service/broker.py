@@ -29,6 +29,7 @@ from service.metrics import BrokerMetrics, metered
 from service.overlap import check_overlaps
 from service.policy_store import PolicyStore
 from service.policy_sync import PolicySync
+from service.refusals import RefusalBudget
 from service.revocation_store import RevocationStore
 from service.revocations import Revocations
 from service.rotation.service import RotationService
@@ -70,6 +71,7 @@ class Broker:
             self.engine, self.clock, on_commit=self.observed.audit_committed
         )
         self.limits = Limits(settings.rate_limits, self.clock)
+        self.refusals = RefusalBudget(settings.rate_limits, self.clock)
         self.revocations = Revocations(
             RevocationStore(self.engine, self.clock),
             self.audit,
@@ -154,6 +156,7 @@ class Broker:
         for environment in self.environments.values():
             for backend in environment.backends.values():
                 backend.close()
+        self.refusals.flush(self.audit, everything=True)
         self.audit.close()
         self.engine.dispose()
 

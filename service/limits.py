@@ -42,6 +42,10 @@ class RateLimitSettings(BaseModel):
 
     failed_auth_per_client: RateField = Rate.parse("10/m")
     failed_auth_per_address: RateField = Rate.parse("30/m")
+    # Anonymous refusals recorded one by one; the rest are summed up in one
+    # record a minute (service/refusals.py).
+    anonymous_refusals_per_address: RateField = Rate.parse("30/m")
+    anonymous_refusals_per_environment: RateField = Rate.parse("300/m")
 
 
 @dataclass(slots=True)
