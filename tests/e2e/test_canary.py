@@ -116,6 +116,7 @@ def run(dev_broker: DevBroker) -> Run:
     )
     assert listed.status_code == 200
     _write_and_read(found, found.access_token)
+    _rotate_and_revoke(found, admin)
     _misuse_the_real_token(found, found.access_token)
     for case in CASES:
         response = case.send(dev_broker, found.access_token)
@@ -155,6 +156,27 @@ def _write_and_read(found: Run, token: str) -> None:
         "GET", "secrets", params={"prefix": "canary/"}, headers=bearer(token)
     )
     assert listing.status_code == 200
+
+
+def _rotate_and_revoke(found: Run, admin: str) -> None:
+    """Changes audited as intent, outcome and steps: a rotation of a canary
+    secret, and a credential made and revoked."""
+    client = found.broker.client
+    rotated = client.request(
+        "POST", "secrets/canary/unicode/rotate", headers=bearer(admin)
+    )
+    assert rotated.status_code in (200, 202), rotated.text
+    spare = client.request(
+        "POST", "services/canary-reader/credentials", headers=bearer(admin)
+    )
+    assert spare.status_code == 201
+    credential_id = spare.json()["credential_id"]
+    revoked = client.request(
+        "DELETE",
+        f"services/canary-reader/credentials/{credential_id}",
+        headers=bearer(admin),
+    )
+    assert revoked.status_code == 204
 
 
 def _misuse_the_real_token(found: Run, token: str) -> None:
@@ -622,6 +644,19 @@ def test_no_stored_record_holds_a_canary(run: Run) -> None:
     ]
 
     assert found == []
+
+
+def test_the_store_search_reaches_every_kind_of_audit_record(run: Run) -> None:
+    """Intents, rotation steps and dev mode's own admin records are searched."""
+    values = list(stored_values(store_folder(run) / "state.db"))
+    kinds = {
+        value
+        for column, value in values
+        if column in ("audit_records.action", "audit_records.outcome")
+    }
+
+    assert {b"requested", b"rotation.create", b"rotation.finish"} <= kinds
+    assert {b"credential.create", b"credential.revoke", b"secret.write"} <= kinds
 
 
 def test_raw_store_files_hold_no_canary(run: Run) -> None:
