@@ -47,7 +47,7 @@ class TokenReads:
     ) -> None:
         self._engine = engine
         self._clock = clock
-        self._max_pending = max_pending
+        self.max_pending = max_pending
         self._lock = threading.Lock()
         self._pending: dict[Key, float] = {}
         dialect = sqlite if engine.dialect.name == "sqlite" else postgresql
@@ -67,7 +67,7 @@ class TokenReads:
         with self._lock:
             if key in self._pending:
                 return
-            if len(self._pending) < self._max_pending:
+            if len(self._pending) < self.max_pending:
                 self._pending[key] = expires_at
                 return
             unlisted = (env, secret, version, service, UNLISTED)
@@ -91,7 +91,7 @@ class TokenReads:
             log.warning("token_reads_flush_failed", error_type=type(error).__name__)
             return set()
         if any(key[4] == UNLISTED for key in pending):
-            log.warning("token_reads_unlisted", max_pending=self._max_pending)
+            log.warning("token_reads_unlisted", max_pending=self.max_pending)
         return {key[:3] for key in pending}
 
     def prune(self) -> int:

@@ -66,6 +66,9 @@ class Node:
     def token(self, service: str = "billing-api", **form: str) -> str:
         return self.local.token(ENV, service, self.secrets[service], **form)
 
+    def admin_token(self) -> str:
+        return self.local.admin_token(ENV)
+
     def token_response(self, service: str, **form: str) -> httpx.Response:
         return self.local.token_response(ENV, service, self.secrets[service], **form)
 

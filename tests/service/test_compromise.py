@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.rotation.upstream import Upstream, fingerprint
 from tests.service.compromise_setup import (
     ENV,
     LEDGER,
@@ -20,6 +21,21 @@ from tests.service.compromise_setup import (
     store,  # noqa: F401
 )
 from tests.service.conftest import FakeClock
+
+UPSTREAM_POLICY = """\
+services:
+  checkout-api: {secrets: {read: ["payments/*"]}}
+secrets:
+  payments/upstream:
+    rotation: {every: 30d, generator: {type: http, endpoint: minter}, grace: 1h}
+"""
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
+    running = Upstream(tmp_path_factory.mktemp("upstream"))
+    yield running
+    running.stop()
 
 
 @pytest.fixture
@@ -84,9 +100,10 @@ def test_the_report_lists_every_reader_with_first_and_last_read_and_count(
     assert {name: entry["reads"] for name, entry in services.items()} == {
         "billing-api": 3, "checkout-api": 1,
     }  # fmt: skip
-    first, last = services["billing-api"]["first_read_at"], services[
-        "billing-api"
-    ]["last_read_at"]
+    first, last = (
+        services["billing-api"]["first_read_at"],
+        services["billing-api"]["last_read_at"],
+    )
     assert _seconds(last) - _seconds(first) == 30
 
 
@@ -167,7 +184,9 @@ def test_only_an_admin_or_a_revoker_of_the_secret_reads_the_report(
 
     def read_as(service: str) -> int:
         token = node.token(service)
-        return node.local.call("GET", path, headers=node.local.bearer(token)).status_code
+        return node.local.call(
+            "GET", path, headers=node.local.bearer(token)
+        ).status_code
 
     assert (read_as("responder"), read_as("billing-api")) == (200, 404)
 
@@ -189,7 +208,8 @@ def test_the_compromise_is_audited_intent_first_with_every_revocation(
     assert records[-1]["detail"]["compromise_id"] == body["id"]
     [retired] = [r for r in records if r["action"] == "rotation.retire"
                  and r["outcome"] == "done"]  # fmt: skip
-    assert (retired["version"], retired["detail"]["no_grace"]) == (body["version"], True)
+    assert retired["version"] == body["version"]
+    assert retired["detail"]["no_grace"] is True
     [revoked] = [r for r in records if r["action"] == "token.revoke"]
     assert revoked["detail"]["jtis"] == [jti]
 
@@ -220,6 +240,27 @@ def test_no_value_or_token_is_in_the_report_or_the_audit(node: Node) -> None:
     written = answer.text + again.text + json.dumps(node.local.audit_records(ENV))
     for canary in (VALUE, *readers):
         assert canary not in written
+
+
+def test_an_upstream_credential_is_revoked_upstream_before_the_answer(
+    tmp_path: Path, clock: FakeClock, upstream: Upstream
+) -> None:
+    """The `http` generator's /revoke is called for the compromised value."""
+    endpoint = {"url": upstream.url, "hmac_key_file": str(upstream.key_file),
+                "ca_file": str(upstream.ca_file), "retries": 0}  # fmt: skip
+    rotation = {"endpoints": {"minter": endpoint}}
+    with nodes(tmp_path, clock, rotation=rotation) as (node,):
+        node.local.put_policy(ENV, "upstream", UPSTREAM_POLICY)
+        name = "payments/upstream"
+        node.admin("PUT", f"secrets/{name}", json={"value": "<PW1>"})
+        rotated = node.admin("POST", f"secrets/{name}/rotate").json()
+        previous = node.read(node.token("checkout-api"), name).json()["value"]
+        upstream.state.revoked.clear()
+
+        body = node.compromise(name).json()
+
+    assert (body["state"], body["version"]) == ("contained", rotated["new_version"])
+    assert [r["fingerprint"] for r in upstream.state.revoked] == [fingerprint(previous)]
 
 
 def _seconds(moment: str) -> float:
