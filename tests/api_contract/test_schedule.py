@@ -96,7 +96,7 @@ def test_nothing_rotates_before_the_schedule_is_due(outcome: Outcome) -> None:
 def test_the_secret_rotates_once_the_schedule_is_due(outcome: Outcome) -> None:
     """At 30 days the worker rotates the secret to a new value."""
     assert outcome.after_due["version"] != outcome.first
-    assert str(outcome.after_due["value"]).startswith("<PW1") is False
+    assert not str(outcome.after_due["value"]).startswith("<PW1")
 
 
 def test_the_old_value_stays_previous_during_grace(outcome: Outcome) -> None:
