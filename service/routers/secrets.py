@@ -1,7 +1,8 @@
 """Secrets: read a version, write a new one, list what the caller may read.
 
 Values travel as text, or as base64 with `"encoding": "base64"` for bytes; either
-way they come back byte-exact, marked with the encoding they were written in.
+way they come back byte-exact, marked with the encoding they were written in and
+with `"type"`, `text` or `binary` (case C25).
 """
 
 from __future__ import annotations
@@ -166,6 +167,7 @@ def _secret_body(
         "version": found.version,
         "value": value,
         "encoding": encoding,
+        "type": "binary" if encoding == "base64" else "text",
         "stage": shown_stage.value if shown_stage else None,
         "created_at": _iso(found.info.created_at),
     }

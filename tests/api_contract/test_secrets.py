@@ -42,7 +42,7 @@ def test_text_value_reads_back_exactly(api: Api, place: str, value: str) -> None
 
     body = api.get(f"{place}text").json()
 
-    assert (body["value"], body["encoding"]) == (value, "text")
+    assert (body["value"], body["encoding"], body["type"]) == (value, "text", "text")
 
 
 @pytest.mark.parametrize("value", BINARY_VALUES)
@@ -53,7 +53,7 @@ def test_binary_value_reads_back_byte_exact(api: Api, place: str, value: bytes) 
 
     body = api.get(f"{place}binary").json()
 
-    assert body["encoding"] == "base64"
+    assert (body["encoding"], body["type"]) == ("base64", "binary")
     assert base64.b64decode(body["value"]) == value
 
 
