@@ -12,7 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.api_contract.deployment import KINDS, Api, four_backend_broker
+from tests.api_contract.api import Api
+from tests.api_contract.deployment import KINDS, four_backend_broker
 from tests.backends.providers import Providers
 from tests.service.conftest import FakeClock
 from tests.service.harness import LocalBroker

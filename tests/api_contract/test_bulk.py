@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from botocore.awsrequest import AWSResponse  # type: ignore[import-untyped]
 
-from tests.api_contract.deployment import Api, four_backend_broker
+from tests.api_contract.api import Api
+from tests.api_contract.deployment import four_backend_broker
 from tests.backends.azure_fake import Vault
 from tests.backends.providers import Providers
 from tests.backends.test_aws import aws_error

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests.api_contract.api import Api
 from tests.api_contract.behind import Store, store
-from tests.api_contract.deployment import REMOTE_KINDS, Api
+from tests.api_contract.deployment import REMOTE_KINDS
 from tests.backends.providers import Providers
 
 

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.api_contract.deployment import KINDS, REMOTE_KINDS, Api, four_backend_broker
+from tests.api_contract.api import Api
+from tests.api_contract.deployment import KINDS, REMOTE_KINDS, four_backend_broker
 from tests.backends.providers import Providers
 from tests.service.conftest import FakeClock
 from tests.service.harness import LocalBroker

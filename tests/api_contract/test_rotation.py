@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.api_contract.deployment import Api
+from tests.api_contract.api import Api
 
 
 def rotate(api: Api, name: str) -> dict[str, Any]:

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.api_contract.deployment import KINDS, Api
+from tests.api_contract.api import Api
+from tests.api_contract.deployment import KINDS
 from tests.service.conftest import FakeClock
 from tests.service.harness import LocalBroker
 

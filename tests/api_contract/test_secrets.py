@@ -13,7 +13,7 @@ import os
 import httpx
 import pytest
 
-from tests.api_contract.deployment import Api
+from tests.api_contract.api import Api
 
 # Case C25: what must come back byte-exact through the API from every store.
 TEXT_VALUES = [

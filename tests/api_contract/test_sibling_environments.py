@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.api_contract.deployment import KINDS, Api, serving
+from tests.api_contract.api import Api
+from tests.api_contract.deployment import KINDS, serving
 from tests.backends.providers import Providers
 from tests.service.conftest import FakeClock
 from tests.service.harness import LocalBroker
