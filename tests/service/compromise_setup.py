@@ -125,7 +125,19 @@ def store(
         yield f"sqlite:///{tmp_path / 'shared.db'}"
         return
     yield postgres_url
-    engine = create_engine(postgres_url)
+    _empty(postgres_url)
+
+
+@pytest.fixture
+def postgres_store(postgres_url: str) -> Iterator[str]:
+    """The session's PostgreSQL database, emptied after the test."""
+    yield postgres_url
+    _empty(postgres_url)
+
+
+def _empty(url: str) -> None:
+    # The database lives for the whole session: the next test starts afresh.
+    engine = create_engine(url)
     with engine.begin() as connection:
         for table in reversed(metadata.sorted_tables):
             connection.execute(table.delete())

@@ -16,6 +16,7 @@ from tests.service.compromise_setup import (
     VALUE,
     Node,
     nodes,
+    postgres_store,  # noqa: F401
     store,  # noqa: F401
 )
 from tests.service.conftest import FakeClock
@@ -131,11 +132,13 @@ def test_tokens_past_the_tracking_limit_are_revoked_by_service_watermark(
 
 
 def test_the_announcement_is_pushed_to_the_other_replica_without_a_poll(
-    tmp_path: Path, clock: FakeClock, postgres_url: str
+    tmp_path: Path,
+    clock: FakeClock,
+    postgres_store: str,  # noqa: F811
 ) -> None:
     """LISTEN/NOTIFY: with polling slowed to a minute, the push alone arrives."""
     slow = {"poll_seconds": 60, "lookback_seconds": 0}
-    with nodes(tmp_path, clock, 2, store=postgres_url, revocation=slow) as (one, two):
+    with nodes(tmp_path, clock, 2, store=postgres_store, revocation=slow) as (one, two):
         token = two.token()
         two.read(token)
         for node in (one, two):

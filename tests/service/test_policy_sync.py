@@ -15,6 +15,7 @@ from tests.service.compromise_setup import (
     POLICY,
     Node,
     nodes,
+    postgres_store,  # noqa: F401
     store,  # noqa: F401
 )
 from tests.service.conftest import FakeClock
@@ -75,11 +76,13 @@ def test_a_broker_reloads_only_when_the_policy_changed(pair: list[Node]) -> None
 
 
 def test_a_policy_change_is_pushed_to_the_other_broker_without_a_poll(
-    tmp_path: Path, clock: FakeClock, postgres_url: str
+    tmp_path: Path,
+    clock: FakeClock,
+    postgres_store: str,  # noqa: F811
 ) -> None:
     """LISTEN/NOTIFY: with polling slowed to a minute, the push alone arrives."""
     slow = {"poll_seconds": 60, "lookback_seconds": 0}
-    with nodes(tmp_path, clock, 2, store=postgres_url, revocation=slow) as (one, two):
+    with nodes(tmp_path, clock, 2, store=postgres_store, revocation=slow) as (one, two):
         environment = two.broker.environments[ENV]
         before = environment.policy
         two.broker.revocations.start()
