@@ -1,8 +1,9 @@
 """Readiness per backend, and one store down while the others keep serving.
 
-Each test runs a broker whose store of one kind is a server of the test's own,
-started from the same provider as the session's, and stops that server midway.
-The other environments use the session's servers.
+For each remote kind, a broker whose store of that kind is a server of its own,
+started from the same provider as the session's: secrets are written and
+readiness asked while it runs, then the server is stopped and the tests look at
+what the broker answers. The other environments use the session's servers.
 """
 
 from __future__ import annotations
@@ -10,9 +11,8 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
+import httpx
 import pytest
 
 from tests.api_contract.api import Api
@@ -32,76 +32,77 @@ CANARY = "<SECRET_VALUE>-readiness"
 
 @dataclass
 class Outage:
-    """A broker, the kind of store that goes down, and that store's server."""
+    """A broker, the kind of store that went down, and readiness before it did."""
 
     broker: LocalBroker
     kind: str
     apis: dict[str, Api]
-    server: Any
+    ready_before: httpx.Response
 
-    def stop(self) -> None:
-        self.server.stop()
+    @property
+    def down(self) -> Api:
+        return self.apis[self.kind]
+
+    @property
+    def others(self) -> list[str]:
+        return [kind for kind in KINDS if kind != self.kind]
 
 
-@pytest.fixture(params=REMOTE_KINDS)
+@pytest.fixture(scope="module", params=REMOTE_KINDS)
 def outage(
-    request: pytest.FixtureRequest, tmp_path: Path, providers: Providers
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    providers: Providers,
 ) -> Iterator[Outage]:
     kind = str(request.param)
-    module = importlib.import_module(f"tests.backends.providers.{kind}")
-    (tmp_path / kind).mkdir()
-    server = module.start(tmp_path / kind)
+    folder = tmp_path_factory.mktemp(f"outage-{kind}")
+    server = importlib.import_module(f"tests.backends.providers.{kind}").start(
+        tmp_path_factory.mktemp(kind)
+    )
     options = {kind: {"provider": server, **QUICK[kind]}}
     clock = FakeClock()
+    running = True
     try:
-        with four_backend_broker(tmp_path, clock, providers, options) as broker:
+        with four_backend_broker(folder, clock, providers, options) as broker:
             apis = {k: Api(broker, k, clock) for k in KINDS}
-            yield Outage(broker, kind, apis, server)
+            apis[kind].version_of(apis[kind].put("down/db", CANARY))
+            for other in KINDS:
+                apis[other].version_of(apis[other].put("up/db", f"<{other}>"))
+            ready_before = broker.call("GET", "/readyz")
+            server.stop()
+            running = False
+            yield Outage(broker, kind, apis, ready_before)
     finally:
-        server.stop()
-
-
-def ready(outage: Outage) -> tuple[int, dict[str, Any]]:
-    response = outage.broker.call("GET", "/readyz")
-    return response.status_code, response.json()
+        if running:
+            server.stop()
 
 
 def test_readiness_reports_every_backend_by_environment_and_name(
     outage: Outage,
 ) -> None:
     """Each backend is a check of its own, `ENV/NAME`, beside the store."""
-    status, body = ready(outage)
+    body = outage.ready_before.json()
 
-    assert status == 200
-    assert body == {
-        "status": "ready",
-        "checks": {"store": "ok", "audit": "ok"}
-        | {f"{kind}/{kind}": "ok" for kind in KINDS},
-    }
+    assert outage.ready_before.status_code == 200
+    assert body["status"] == "ready"
+    assert {f"{kind}/{kind}" for kind in KINDS} <= set(body["checks"])
+    assert set(body["checks"].values()) == {"ok"}
 
 
 def test_a_stopped_store_makes_readiness_503_naming_it(outage: Outage) -> None:
     """Only the stopped store's check fails, and the answer is 503."""
-    outage.stop()
+    response = outage.broker.call("GET", "/readyz")
 
-    status, body = ready(outage)
-
-    assert status == 503
-    assert body["status"] == "not_ready"
-    assert {name for name, check in body["checks"].items() if check != "ok"} == {
-        f"{outage.kind}/{outage.kind}"
-    }
+    assert (response.status_code, response.json()["status"]) == (503, "not_ready")
+    failing = {n for n, check in response.json()["checks"].items() if check != "ok"}
+    assert failing == {f"{outage.kind}/{outage.kind}"}
 
 
 def test_reads_from_a_stopped_store_are_503_with_a_clear_reason(
     outage: Outage,
 ) -> None:
     """503 naming the store; no address, value or traceback in the answer."""
-    api = outage.apis[outage.kind]
-    api.version_of(api.put("down/db", CANARY))
-    outage.stop()
-
-    response = api.get("down/db")
+    response = outage.down.get("down/db")
 
     assert (response.status_code, response.json()["error"]) == (
         503, "backend_unavailable",
@@ -117,23 +118,14 @@ def test_reads_from_a_stopped_store_are_503_with_a_clear_reason(
 
 def test_other_stores_stay_readable_while_one_is_down(outage: Outage) -> None:
     """The other three environments' secrets still read while one is down."""
-    others = [kind for kind in KINDS if kind != outage.kind]
-    for kind in others:
-        outage.apis[kind].version_of(outage.apis[kind].put("up/db", f"<{kind}>"))
-    outage.stop()
+    values = {k: outage.apis[k].get("up/db").json()["value"] for k in outage.others}
 
-    values = {kind: outage.apis[kind].get("up/db").json()["value"] for kind in others}
-
-    assert values == {kind: f"<{kind}>" for kind in others}
+    assert values == {kind: f"<{kind}>" for kind in outage.others}
 
 
 def test_listing_a_stopped_store_is_503_not_an_empty_page(outage: Outage) -> None:
     """Nothing listed is never taken for "nothing there" (case C18)."""
-    api = outage.apis[outage.kind]
-    api.version_of(api.put("listed/db", "x"))
-    outage.stop()
-
-    response = api.call("GET", "secrets", params={"prefix": "listed/"})
+    response = outage.down.call("GET", "secrets", params={"prefix": "down/"})
 
     assert (response.status_code, response.json()["error"]) == (
         503, "backend_unavailable",
