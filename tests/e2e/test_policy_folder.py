@@ -45,7 +45,8 @@ def test_policy_files_are_applied_and_named_after_their_files(tmp_path: Path) ->
 def test_an_invalid_policy_file_stops_start_up_naming_it(tmp_path: Path) -> None:
     folder = tmp_path / "policies"
     folder.mkdir()
-    (folder / "broken.yaml").write_text("services:\n  billing-api:\n    max_ttl: soon\n")
+    broken = "services:\n  billing-api:\n    max_ttl: soon\n"
+    (folder / "broken.yaml").write_text(broken)
 
     try:
         BrokerProcess(tmp_path, ["--dev", "--policies", str(folder)], {})
