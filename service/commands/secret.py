@@ -64,8 +64,19 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     rotate.add_argument("name")
     rotate.set_defaults(handler=with_api(_rotate))
 
-    compromise = actions.add_parser("compromise", help="emergency replacement")
+    compromise = actions.add_parser(
+        "compromise",
+        help="emergency response to a leaked version",
+        description="Replace the version at once with no grace (or, for a "
+        "version that is not current, disable it), revoke every token that read "
+        "it, and print who read it. Exit status 1 unless the version is "
+        "disabled now; the report id reads it again (GET compromises/ID).",
+    )
     compromise.add_argument("name")
+    compromise.add_argument("--reason", required=True, help="why, for the record")
+    compromise.add_argument(
+        "--version", default="current", help="the leaked version (default: current)"
+    )
     compromise.set_defaults(handler=with_api(_compromise))
 
     for parser in (get, put, listing, rotate, compromise):
@@ -132,8 +143,11 @@ def _rotate(api: Api, arguments: argparse.Namespace) -> int:
 
 
 def _compromise(api: Api, arguments: argparse.Namespace) -> int:
+    body = {"reason": arguments.reason, "version": arguments.version}
     try:
-        answer = api.call("POST", f"{_path(arguments.name)}/compromise").json()
+        answer = api.call(
+            "POST", f"{_path(arguments.name)}/compromise", json=body
+        ).json()
     except CommandFailed as failed:
         if failed.http_status == 405:
             raise CommandFailed(
@@ -141,8 +155,26 @@ def _compromise(api: Api, arguments: argparse.Namespace) -> int:
                 f"({failed.message})"
             ) from None
         raise
-    emit(arguments, answer, f"{arguments.name}: compromise handled")
-    return 0
+    emit(arguments, answer, _compromise_text(arguments.name, answer))
+    return 0 if answer["state"] == "contained" else 1
+
+
+def _compromise_text(name: str, report: dict[str, Any]) -> str:
+    replaced = f"; new version {report['new_version']}" if report["new_version"] else ""
+    lines = [f"{name}: version {report['version']} {report['state']}{replaced}"]
+    if report.get("error"):
+        lines.append(f"  error: {report['error']}")
+    lines.extend(
+        f"  read by {s['service']}: {s['reads']} reads, last {s['last_read_at']}"
+        for s in report["services"]
+    )
+    revoked = len(report["tokens_revoked"])
+    watermarks = [s["service"] for s in report["services_revoked"]]
+    lines.append(f"  tokens revoked: {revoked}")
+    if watermarks:
+        lines.append(f"  every token revoked of: {', '.join(watermarks)}")
+    lines.append(f"  report: compromises/{report['id']}")
+    return "\n".join(lines)
 
 
 def _path(name: str) -> str:
