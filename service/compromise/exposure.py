@@ -26,6 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from service.clock import Clock, utc
 from service.compromise.records import Compromise, Kind
+from service.rotation.token_reads import UNLISTED
 from service.store.compromise_tables import compromise_reads, compromise_tokens
 from service.store.compromise_tables import token_reads as token_table
 from service.store.rotation_tables import rotation_consumers as consumers
@@ -48,7 +49,8 @@ class Read:
 
 @dataclass(frozen=True, slots=True)
 class Reader:
-    """A live token that read a compromised version; `jti` `*` for unlisted."""
+    """A live token that read a compromised version (`jti` UNLISTED: the
+    service's tokens the reading process could not list)."""
 
     service: str
     jti: str
@@ -240,6 +242,6 @@ class Exposure:
 
 
 def _revocation_key(reader: Reader) -> tuple[str, str]:
-    if reader.jti == "*":
+    if reader.jti == UNLISTED:
         return SERVICE, reader.service
     return TOKEN, reader.jti

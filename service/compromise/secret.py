@@ -32,14 +32,19 @@ from service.clock import Clock
 from service.compromise.containment import Containment, Context
 from service.compromise.records import Compromise, CompromiseStore, Kind, State
 from service.environment import Environment
-from service.errors import SecretNotFound, TokenBrokerError, VersionGone
+from service.errors import (
+    BackendUnavailable,
+    SecretNotFound,
+    TokenBrokerError,
+    VersionGone,
+)
 from service.rotation.audit import Actor
 from service.rotation.generators import RotationContext
 from service.rotation.plans import describe
 from service.rotation.records import Rotation
 from service.rotation.records import State as RotationState
 from service.rotation.service import RotationService
-from service.secret_access import SecretAccess
+from service.secret_access import SecretAccess, store_unavailable
 from service.tokens import Principal
 
 log = structlog.get_logger(__name__)
@@ -118,8 +123,17 @@ class SecretCompromise:
     def _version(
         self, environment: Environment, name: str, version: str
     ) -> VersionInfo:
+        """The version meant. Raises SecretNotFound (naming neither the store's
+        path nor the version asked for) and BackendUnavailable."""
         location = environment.locate(name)
-        known = location.backend.versions(location.path)
+        try:
+            known = location.backend.versions(location.path)
+        except SecretNotFound:
+            known = []
+        except BackendUnavailable as error:
+            raise store_unavailable(
+                environment.name, location.backend.name, error
+            ) from error
         for info in known:
             if (version == CURRENT and Stage.CURRENT in info.stages) or (
                 info.version == version
