@@ -47,7 +47,9 @@ def rig(
         url=upstream.url, hmac_key_file=upstream.key_file, ca_file=upstream.ca_file,
         retries=0,
     )  # fmt: skip
-    settings = RotationSettings(**FAST, endpoints={"minter": endpoint})
+    settings = RotationSettings.model_validate(
+        {**FAST, "endpoints": {"minter": endpoint}}
+    )
     environment = build_environment(engine, clock, kek, POLICY)
     made = Rig(engine, clock, FakeTarget(clock), environment, settings)
     made.rotate("app/api")  # the first upstream credential, v2

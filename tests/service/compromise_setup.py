@@ -9,6 +9,7 @@ decides when another process hears of a change.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,12 +19,13 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 
 from service.app import create_app
 from service.broker import Broker
 from service.clock import Clock
 from service.config import load_settings
+from service.store.notify import CHANNEL
 from service.store.tables import metadata
 from tests.service.harness import PUBLIC_URL, LocalBroker, write_config
 
@@ -50,6 +52,7 @@ secrets:
 LOCAL = {"default_backend": "local", "backends": {"local": {"type": "local"}}}
 # A break-glass waits two polls for the others' reads: short in tests.
 FEED = {"poll_seconds": 0.01, "lookback_seconds": 10.0}
+PUSH_DEADLINE_SECONDS = 10.0
 
 
 @dataclass
@@ -174,3 +177,22 @@ def nodes(
     finally:
         for broker in brokers:
             broker.close()
+
+
+def wait_for_listener(node: Node) -> None:
+    """Until the node's LISTEN connection shows in pg_stat_activity."""
+    deadline = time.monotonic() + PUSH_DEADLINE_SECONDS
+    while True:
+        # A new transaction each time: the view is a snapshot per transaction.
+        with node.broker.engine.connect() as connection:
+            listening = connection.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE query = :query"
+                    " AND datname = current_database()"
+                ),
+                {"query": f"LISTEN {CHANNEL}"},
+            ).scalar_one()
+        if listening:
+            return
+        assert time.monotonic() < deadline, "the listener never connected"
+        time.sleep(0.01)

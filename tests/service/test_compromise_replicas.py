@@ -12,15 +12,16 @@ import pytest
 from service.rotation.token_reads import UNLISTED
 from tests.service.compromise_setup import (
     ENV,
+    PUSH_DEADLINE_SECONDS,
     SECRET,
     VALUE,
     Node,
     nodes,
     postgres_store,  # noqa: F401
     store,  # noqa: F401
+    wait_for_listener,
 )
 from tests.service.conftest import FakeClock
-from tests.service.test_replicas import PUSH_DEADLINE_SECONDS, _wait_for_listener
 
 
 @pytest.fixture
@@ -144,7 +145,7 @@ def test_the_announcement_is_pushed_to_the_other_replica_without_a_poll(
         for node in (one, two):
             node.broker.revocations.start()
         try:
-            _wait_for_listener(two)
+            wait_for_listener(two)
             one.compromise()
             deadline = time.monotonic() + PUSH_DEADLINE_SECONDS
             while one.read(token).status_code == 200:

@@ -13,13 +13,14 @@ from tests.service.compromise_setup import (
     ENV,
     LEDGER,
     POLICY,
+    PUSH_DEADLINE_SECONDS,
     Node,
     nodes,
     postgres_store,  # noqa: F401
     store,  # noqa: F401
+    wait_for_listener,
 )
 from tests.service.conftest import FakeClock
-from tests.service.test_replicas import PUSH_DEADLINE_SECONDS, _wait_for_listener
 
 WIDER = POLICY.replace('{read: ["ledger/*"]}', '{read: ["ledger/*", "payments/*"]}')
 EXTRA = 'services:\n  billing-api: {secrets: {read: ["ledger/*"]}}\n'
@@ -87,7 +88,7 @@ def test_a_policy_change_is_pushed_to_the_other_broker_without_a_poll(
         before = environment.policy
         two.broker.revocations.start()
         try:
-            _wait_for_listener(two)
+            wait_for_listener(two)
             one.local.put_policy(ENV, "services", WIDER)
             deadline = time.monotonic() + PUSH_DEADLINE_SECONDS
             while environment.policy is before:
