@@ -3,7 +3,9 @@
 The YAML blocks are read from the shared SPEC at test time, so a change to the
 contract is tested against the code the day it is made. Each block is checked
 by the section it stands in; a block in a section with no check fails, so a new
-example cannot go unchecked.
+example cannot go unchecked. Where the shared folder is absent (a clone checked
+out on its own), the copy in tests/spec_examples.md stands in; beside SPEC, that
+copy must match it.
 """
 
 from __future__ import annotations
@@ -22,15 +24,16 @@ from service.config import Settings, load_settings
 from service.errors import ConfigurationError
 
 SPEC = Path(__file__).resolve().parents[1] / ".." / "shared" / "SPEC.md"
+COPY = Path(__file__).resolve().parent / "spec_examples.md"
 CHECKED_SECTIONS = ("Configuration", "Policy documents")
 
 
-def yaml_blocks() -> dict[str, list[str]]:
-    """Every ```yaml block of SPEC.md, by the `## ` section it stands in."""
-    if not SPEC.is_file():
-        pytest.skip(f"{SPEC} is absent: SPEC's examples live beside the checkout")
+def yaml_blocks(source: Path | None = None) -> dict[str, list[str]]:
+    """Every ```yaml block of SPEC.md (or its copy), by the `## ` section."""
+    if source is None:
+        source = SPEC if SPEC.is_file() else COPY
     blocks: dict[str, list[str]] = {}
-    for section in re.split(r"^## ", SPEC.read_text(encoding="utf-8"), flags=re.M):
+    for section in re.split(r"^## ", source.read_text(encoding="utf-8"), flags=re.M):
         heading = section.split("\n", 1)[0].strip()
         found = re.findall(r"^```yaml\n(.*?)^```", section, re.M | re.S)
         if found:
@@ -47,6 +50,17 @@ def spec_settings(tmp_path: Path) -> Settings:
     path = tmp_path / "config.yaml"
     path.write_text(spec_example("Configuration"))
     return load_settings(path)
+
+
+def test_the_copy_of_the_examples_matches_spec() -> None:
+    """tests/spec_examples.md holds exactly SPEC's examples, section by section."""
+    if not SPEC.is_file():
+        pytest.skip(f"{SPEC} is absent: nothing to compare the copy with")
+    copied: dict[str, list[str]] = {}
+    for heading, blocks in yaml_blocks(COPY).items():
+        copied.setdefault(heading, []).extend(blocks)
+
+    assert copied == yaml_blocks(SPEC)
 
 
 def test_every_yaml_example_of_spec_is_checked() -> None:
