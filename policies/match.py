@@ -24,7 +24,7 @@ from typing import Final
 
 MAX_LENGTH: Final = 256
 RESERVED_LAST_SEGMENTS: Final = frozenset(
-    {"rotate", "compromise", "consumers", "versions"}
+    {"rotate", "refresh", "compromise", "consumers", "versions"}
 )
 DEEP: Final = "**"
 # Limits that keep the cost of matching a name of MAX_LENGTH small.
@@ -61,7 +61,8 @@ def validate_secret_name(name: str) -> None:
             raise ValueError("a secret name must not have a '.' or '..' segment")
     if segments[-1] in RESERVED_LAST_SEGMENTS:
         raise ValueError(
-            "a secret name must not end in rotate, compromise, consumers or versions"
+            "a secret name must not end in rotate, refresh, compromise, consumers "
+            "or versions"
         )
 
 

@@ -34,6 +34,7 @@ ACTIONS: Final = {
     ("GET", "/v1/{env}/secrets/{name:path}"): "secret.read",
     ("PUT", "/v1/{env}/secrets/{name:path}"): "secret.write",
     ("POST", "/v1/{env}/secrets/{name:path}/rotate"): "rotation.request",
+    ("POST", "/v1/{env}/secrets/{name:path}/refresh"): "secret.refresh",
     ("POST", "/v1/{env}/secrets/{name:path}/compromise"): "secret.compromise",
     ("POST", "/v1/{env}/rotations"): "rotation.bulk",
     ("POST", "/v1/{env}/revoke"): "token.revoke",

@@ -34,6 +34,7 @@ from service.revocation_store import RevocationStore
 from service.revocations import Revocations
 from service.rotation.service import RotationService
 from service.secret_access import SecretAccess
+from service.secret_changes import SecretChanges
 from service.store.database import open_store
 from service.tokens import TokenAuthority
 
@@ -83,6 +84,12 @@ class Broker:
         names = _served(settings, only_env)
         self.environments = {name: self._build_environment(name) for name in names}
         self.revocations.load(self.engine)
+        self.secret_changes = SecretChanges(
+            self.engine, self.clock, settings.revocation,
+            envs=self.environments, forget=self.secrets.forget,
+        )  # fmt: skip
+        self.secret_changes.attach(self.revocations.feed)
+        self.secrets.changes = self.secret_changes
         self.rotation = RotationService(
             engine=self.engine,
             environments=self.environments,

@@ -24,6 +24,7 @@ which is logged and never answered.
     ├── PayloadTooLarge             413 a body or value is over its limit
     ├── UnsupportedMediaType        415 a body's media type is not one accepted
     ├── Throttled                   429 the caller or a backend is over its rate
+    ├── StoreUnavailable            503 the broker's own store cannot record a change
     └── BackendError                502 a secret store failed in an unexpected way
         ├── BackendUnauthorized     502 the store refused the broker's own credential
         ├── BackendUnavailable      503 the store cannot be reached right now
@@ -161,6 +162,14 @@ class Throttled(TokenBrokerError):
     ) -> None:
         super().__init__(message, detail=detail)
         self.retry_after = retry_after
+
+
+class StoreUnavailable(TokenBrokerError):
+    """The broker's own store cannot record a change right now."""
+
+    status = 503
+    code = "store_unavailable"
+    retry_after = 5.0
 
 
 class BackendError(TokenBrokerError):

@@ -5,8 +5,11 @@ exists. A read needs both: a token scope naming the secret, and the environment'
 policy as it is now (so a deny added after the token was issued still wins).
 
 Reads go through a small cache of recent versions: bounded in size, each entry
-kept for a few seconds at most, and dropped when this process writes the secret
-(and in every process, through the revocation feed, when it is compromised).
+kept for a few seconds at most (`cache_seconds`), and dropped in every process
+when any process writes, rotates or refreshes the secret (service/secret_changes.py)
+or declares it compromised (service/compromise/containment.py), both through
+the revocation feed. A read that finds the secret in the cache costs no store
+round trip.
 
 A store that cannot be reached fails only the calls that need it, with 503
 naming the store; its own message (which may hold internal URLs) goes to the
@@ -23,6 +26,7 @@ from typing import Any, TypeVar
 
 import structlog
 from cachetools import TTLCache
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from backends.base import (
@@ -42,14 +46,19 @@ from service.errors import (
     InvalidRequest,
     PayloadTooLarge,
     PermissionDenied,
+    StoreUnavailable,
     TokenBrokerError,
 )
+from service.secret_changes import Cause, SecretChanges
 from service.sensitive import Sensitive
 from service.tokens import Principal
 
 log = structlog.get_logger(__name__)
 
 MAX_PAGE_SIZE = 1000
+# Versions of one secret cached at once: the current, the previous, the
+# pending and one asked for by id, say. A read of another goes to the store.
+MAX_CACHED_VERSIONS = 4
 
 T = TypeVar("T")
 
@@ -74,6 +83,10 @@ class SecretAccess:
         cache_size: int = 10_000,
     ) -> None:
         self.max_value_bytes = max_value_bytes
+        self.cache_seconds = cache_seconds
+        # Tells the other processes of a change; the broker sets it once its
+        # revocation feed exists.
+        self.changes: SecretChanges | None = None
         # Called on every successful read with (env, secret, version, reader);
         # each must be O(1) and must not block (rotation's consumer tracking).
         self.read_observers: list[Callable[[str, str, str, Principal], None]] = []
@@ -83,7 +96,10 @@ class SecretAccess:
         # Counts `forget` calls: a read that overlaps one may have fetched the
         # version just replaced, so it does not go into the cache.
         self._forgets = 0
-        self._cache: TTLCache[tuple[str, str, str], SecretVersion] | None = None
+        # (env, secret) -> the versions read, by what the read asked for. One
+        # entry per secret makes dropping a secret one step; its versions are
+        # added to the entry in place, so none outlives the entry's lifetime.
+        self._cache: TTLCache[tuple[str, str], dict[str, SecretVersion]] | None = None
         if cache_seconds > 0:
             self._cache = TTLCache(cache_size, cache_seconds, timer=clock.now)
 
@@ -103,8 +119,10 @@ class SecretAccess:
             # Only the rotation itself reads a value that is not live yet.
             self.authorize(environment, principal, Action.ROTATE, name)
 
-        key = (environment.name, name, f"v{version}" if version else str(stage))
-        found = self._cache.get(key) if self._cache is not None else None
+        key = (environment.name, name)
+        asked = f"v{version}" if version else str(stage)
+        cached = self._cache.get(key) if self._cache is not None else None
+        found = cached.get(asked) if cached is not None else None
         if self.cache_observer is not None and self._cache is not None:
             self.cache_observer(found is not None)
         if found is None:
@@ -119,10 +137,7 @@ class SecretAccess:
                 stage=stage,
                 named=(location.path, name),
             )
-            if self._cache is not None:
-                with self._lock:
-                    if self._forgets == forgets:
-                        self._cache[key] = found
+            self._keep(key, asked, found, forgets)
         for observe in self.read_observers:
             observe(environment.name, name, found.version, principal)
         return found
@@ -160,7 +175,8 @@ class SecretAccess:
                 named=(location.path, name),
             )
         finally:
-            self.forget(environment.name, name)
+            # Even a failed write may have reached the store (a timeout).
+            await run_in_threadpool(self.changed, environment.name, name, Cause.WRITE)
         log.info(
             "secret_written",
             env=environment.name,
@@ -169,6 +185,54 @@ class SecretAccess:
             service=principal.service,
         )
         return info
+
+    async def refresh(
+        self, environment: Environment, principal: Principal, name: str
+    ) -> VersionInfo:
+        """Drop the secret's cached versions in every process now, and answer
+        its current version as the store has it.
+
+        Raises PermissionDenied first (it takes the rotate permission),
+        StoreUnavailable when the other processes cannot be told (this one has
+        dropped its versions all the same), and what a read of the store raises.
+        """
+        _check_name(name)
+        self.authorize(environment, principal, Action.ROTATE, name)
+        self.forget(environment.name, name)
+        if self.changes is not None:
+            try:
+                await run_in_threadpool(
+                    self.changes.announce, environment.name, name, Cause.REFRESH
+                )
+            except SQLAlchemyError as error:
+                log.warning(
+                    "secret_refresh_unannounced",
+                    env=environment.name,
+                    secret=name,
+                    error_type=type(error).__name__,
+                )
+                raise StoreUnavailable(
+                    "the broker's store cannot be reached right now, so the other "
+                    "broker processes were not told; each drops its cached "
+                    f"versions within {self.cache_seconds:g} s anyway; try again "
+                    "later"
+                ) from None
+        location = environment.locate(name)
+        current = await _in_store(
+            environment,
+            location.backend,
+            location.backend.read,
+            location.path,
+            named=(location.path, name),
+        )
+        log.info(
+            "secret_refreshed",
+            env=environment.name,
+            secret=name,
+            version=current.version,
+            service=principal.service,
+        )
+        return current.info
 
     async def list(
         self,
@@ -229,14 +293,51 @@ class SecretAccess:
             and environment.policy.decide(principal.service, action, name).allowed
         )
 
+    def changed(self, env: str, name: str, cause: Cause) -> None:
+        """A secret changed through this process: drop its cached versions
+        here at once, and in every other process through `changes`.
+
+        Blocks on the store. When the store cannot record the change, the
+        other processes keep their versions for at most `cache_seconds`: that
+        is logged, and the change itself stands.
+        """
+        self.forget(env, name)
+        if self.changes is None:
+            return
+        try:
+            self.changes.announce(env, name, cause)
+        except SQLAlchemyError as error:
+            log.warning(
+                "secret_change_unannounced",
+                env=env,
+                secret=name,
+                cause=cause.value,
+                error_type=type(error).__name__,
+                stale_seconds_at_most=self.cache_seconds,
+            )
+
     def forget(self, env: str, name: str) -> None:
-        """Drop every cached version of a secret."""
+        """Drop every cached version of a secret, in this process."""
         if self._cache is None:
             return
         with self._lock:
             self._forgets += 1
-            for key in [key for key in self._cache if key[:2] == (env, name)]:
-                self._cache.pop(key, None)
+            self._cache.pop((env, name), None)
+
+    def _keep(
+        self, key: tuple[str, str], asked: str, found: SecretVersion, forgets: int
+    ) -> None:
+        """Cache what a read fetched, unless a `forget` overlapped the fetch."""
+        if self._cache is None:
+            return
+        with self._lock:
+            if self._forgets != forgets:
+                return
+            versions = self._cache.get(key)
+            if versions is None:
+                self._cache[key] = {asked: found}
+            elif len(versions) < MAX_CACHED_VERSIONS:
+                versions[asked] = found
 
 
 async def _in_store(

@@ -1,4 +1,4 @@
-"""`tokenbroker secret get|put|list|rotate|compromise`.
+"""`tokenbroker secret get|put|list|rotate|refresh|compromise`.
 
 `get` prints the value (text with a newline; bytes as they are), or the whole
 answer with `--json`. `put` reads the value from `--from-file` or standard
@@ -64,6 +64,17 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     rotate.add_argument("name")
     rotate.set_defaults(handler=with_api(_rotate))
 
+    refresh = actions.add_parser(
+        "refresh",
+        help="have every broker process read a secret afresh",
+        description="Every broker process drops its cached versions of the "
+        "secret now, so the next read fetches it from its store: after the "
+        "secret was changed in its store outside the broker, say. Prints the "
+        "current version the store has. Needs secrets:rotate on the secret.",
+    )
+    refresh.add_argument("name")
+    refresh.set_defaults(handler=with_api(_refresh))
+
     compromise = actions.add_parser(
         "compromise",
         help="emergency response to a leaked version",
@@ -79,7 +90,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     compromise.set_defaults(handler=with_api(_compromise))
 
-    for parser in (get, put, listing, rotate, compromise):
+    for parser in (get, put, listing, rotate, refresh, compromise):
         add_connection_options(parser)
 
 
@@ -138,6 +149,13 @@ def _list(api: Api, arguments: argparse.Namespace) -> int:
 def _rotate(api: Api, arguments: argparse.Namespace) -> int:
     answer = api.call("POST", f"{_path(arguments.name)}/rotate").json()
     text = f"{arguments.name}: rotation {answer['id']} {answer['state']}"
+    emit(arguments, answer, text)
+    return 0
+
+
+def _refresh(api: Api, arguments: argparse.Namespace) -> int:
+    answer = api.call("POST", f"{_path(arguments.name)}/refresh").json()
+    text = f"{arguments.name}: refreshed; current version {answer['version']}"
     emit(arguments, answer, text)
     return 0
 

@@ -12,7 +12,7 @@ id, so a rotation resumes after a crash from the step it was in:
   changed, so the rotation stops for a person as "diverged"; nothing is rolled
   back that was not.
 - finish: promote the pending version to current (the old current becomes
-  previous) and forget cached reads in this process.
+  previous) and drop cached reads of the secret in every broker process.
 
 A failed step leaves `current` untouched, is retried with backoff up to the
 attempt limit, then stops in `needs_attention`. Before set, test and finish
@@ -70,7 +70,7 @@ class RotationMachine:
         audit: RotationAudit,
         *,
         owner: str,
-        forget: Callable[[str, str], None],
+        changed: Callable[[str, str], None],
     ) -> None:
         self.store = store
         self.planner = planner
@@ -80,7 +80,8 @@ class RotationMachine:
         self.retirement = retirement
         self.audit = audit
         self.owner = owner
-        self._forget = forget
+        # Drops the secret's cached reads in every process.
+        self._changed = changed
 
     def rotate(
         self,
@@ -262,7 +263,7 @@ class RotationMachine:
             # landing between the check in `_step` and this call is overtaken;
             # the window is one backend round trip.
             backend.promote(path, rotation.new_version)
-        self._forget(rotation.env, rotation.secret)
+        self._changed(rotation.env, rotation.secret)
         now = self.clock.now()
         grace = 0.0 if rotation.no_grace else plan.grace
         if plan.retire is Retire.WHEN_UNUSED and not rotation.no_grace:
@@ -342,7 +343,7 @@ class RotationMachine:
             if mine is not None and not mine.stages & {Stage.CURRENT, Stage.PREVIOUS}:
                 backend.set_enabled(path, rotation.new_version, False)
         saved = self._save(rotation.replace(state=State.ABANDONED), release_secret=True)
-        self._forget(rotation.env, rotation.secret)
+        self._changed(rotation.env, rotation.secret)
         self.events.emit(Event.ABANDONED, rotation.env, rotation.secret, saved)
         return saved
 

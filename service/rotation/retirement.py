@@ -50,7 +50,7 @@ class Retirement:
         audit: RotationAudit,
         *,
         owner: str,
-        forget: Callable[[str, str], None],
+        changed: Callable[[str, str], None],
     ) -> None:
         self.store = store
         self.planner = planner
@@ -60,7 +60,8 @@ class Retirement:
         self.consumers = consumers
         self.audit = audit
         self.owner = owner
-        self._forget = forget
+        # Drops the secret's cached reads in every process.
+        self._changed = changed
 
     def retire_due(self) -> int:
         """Retire every previous version whose time is up; answer how many.
@@ -146,7 +147,7 @@ class Retirement:
             raise
         except Exception as error:
             return self._failed(rotation, error)
-        self._forget(rotation.env, rotation.secret)
+        self._changed(rotation.env, rotation.secret)
         self.store.end_step(rotation.id, Step.RETIRE, "done")
         saved = self.store.save(
             rotation.replace(

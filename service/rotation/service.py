@@ -4,9 +4,9 @@ It assembles the rotation parts for a broker process, checks authorization
 for the API (a rotation is read or started only by a principal whose token and
 policy allow it on the secret), and starts and stops the background work.
 
-TODO: a privileged "refresh now" call (case C07) that drops a secret's cached
-versions in every process; today other processes see a rotation once their
-read cache entry expires (5 s), which bounds staleness well below any grace.
+A finish, an abandonment and a retirement drop the secret's cached versions in
+every broker process (service/secret_changes.py), so no process serves the
+old current version for longer than the revocation feed's bound (case C07).
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from service.rotation.settings import RotationSettings, WebhookTarget
 from service.rotation.webhooks import WebhookDispatcher
 from service.rotation.worker import RotationWorker
 from service.secret_access import SecretAccess, store_unavailable
+from service.secret_changes import Cause
 from service.tokens import Principal
 
 log = structlog.get_logger(__name__)
@@ -95,11 +96,13 @@ class RotationService:
         self.audit = RotationAudit(audit)
         self.retirement = Retirement(
             self.store, self.planner, settings, clock, self.events, self.consumers,
-            self.audit, owner=self.owner, forget=secrets.forget,
+            self.audit, owner=self.owner,
+            changed=lambda env, name: secrets.changed(env, name, Cause.RETIREMENT),
         )  # fmt: skip
         self.machine = RotationMachine(
             self.store, self.planner, settings, clock, self.events, self.retirement,
-            self.audit, owner=self.owner, forget=secrets.forget,
+            self.audit, owner=self.owner,
+            changed=lambda env, name: secrets.changed(env, name, Cause.ROTATION),
         )  # fmt: skip
         self.scheduler = Scheduler(
             self.store, environments, settings, clock, self.events

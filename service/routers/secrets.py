@@ -1,4 +1,5 @@
-"""Secrets: read a version, write a new one, list what the caller may read.
+"""Secrets: read a version, write a new one, list what the caller may read, and
+have every broker process drop its cached versions of one (`refresh`).
 
 Values travel as text, or as base64 with `"encoding": "base64"` for bytes; either
 way they come back byte-exact, marked with the encoding they were written in and
@@ -147,6 +148,29 @@ async def write_secret(
         {"name": name, "version": info.version, "created_at": _iso(info.created_at)},
         headers={**NO_STORE, "ETag": f'"{info.version}"'},
     )
+
+
+@router.post("/v1/{env}/secrets/{name:path}/refresh")
+async def refresh_secret(
+    name: SecretName,
+    request: Request,
+    environment: EnvironmentDep,
+    principal: PrincipalDep,
+    broker: BrokerDep,
+) -> JSONResponse:
+    """Every process drops its cached versions now; answers the current version.
+
+    Takes `secrets:rotate:NAME` (or admin): a refresh belongs with rotation,
+    for a secret changed in its store outside the broker; a reader that could
+    make every process go to the store on each call could wear down the store.
+    """
+    async with audited_change(request, "secret.refresh", target=name) as change:
+        info = await broker.secrets.refresh(environment, principal, name)
+        change.record(version=info.version)
+    return JSONResponse(
+        {"name": name, "version": info.version, "stage": "current",
+         "created_at": _iso(info.created_at)},
+    )  # fmt: skip
 
 
 def _secret_body(

@@ -98,6 +98,20 @@ def test_secret_list_names_what_the_caller_may_read(
     assert done.stdout.split() == ["payments/stripe"]
 
 
+def test_secret_refresh_prints_the_current_version_every_process_reads_now(
+    dev_broker: DevBroker, billing: Path
+) -> None:
+    current = answer(tokenbroker(dev_broker, "secret", "get", "payments/stripe",
+                                 "--json"))  # fmt: skip
+
+    done = tokenbroker(dev_broker, "secret", "refresh", "payments/stripe")
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (
+        f"payments/stripe: refreshed; current version {current['version']}\n"
+    )
+
+
 def test_token_takes_its_credential_from_flags_and_a_secret_file(
     dev_broker: DevBroker, billing: Path
 ) -> None:

@@ -217,7 +217,8 @@ def test_generator_repr_names_parameters_without_their_values() -> None:
         (
             f"secrets: {{{CANARY}/rotate: {{}}}}",
             "secrets: invalid key: "
-            "a secret name must not end in rotate, compromise, consumers or versions",
+            "a secret name must not end in rotate, refresh, compromise, consumers "
+            "or versions",
         ),
         (
             f"secrets: {{payments/key: {{value: {CANARY}}}}}",

@@ -109,6 +109,7 @@ class Node:
         self.broker.revocations.feed.poll()
         self.broker.compromise.containment.poll()
         self.broker.policy_sync.poll()
+        self.broker.secret_changes.poll()
 
 
 class _Peer(LocalBroker):

@@ -121,6 +121,11 @@ def _rotate(world: World) -> Send:
     return lambda: world.billing("POST", "secrets/payments/db/rotate")
 
 
+def _refresh(world: World) -> Send:
+    world.write()
+    return lambda: world.billing("POST", "secrets/payments/db/refresh")
+
+
 def _rotate_many(world: World) -> Send:
     world.write()
     return lambda: world.billing("POST", "rotations", json={"pattern": "payments/*"})
@@ -180,6 +185,7 @@ CASES: dict[tuple[str, str], Callable[[World], Send]] = {
         _revoke_credential
     ),
     ("POST", "/v1/{env}/secrets/{name:path}/rotate"): _rotate,
+    ("POST", "/v1/{env}/secrets/{name:path}/refresh"): _refresh,
     ("POST", "/v1/{env}/rotations"): _rotate_many,
     ("POST", "/v1/{env}/services/{service}/revoke"): _revoke_service,
     ("POST", "/v1/{env}/services/{service}/enable"): _enable_service,
