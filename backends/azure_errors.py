@@ -76,7 +76,8 @@ class WaitTooLong(Exception):
         self.seconds = seconds
 
 
-class SameOrigin(SansIOHTTPPolicy):  # type: ignore[type-arg]
+# Any request and response types: these read only the URL and the headers.
+class SameOrigin(SansIOHTTPPolicy[Any, Any]):
     """Refuses every request to another origin than the vault's, before auth."""
 
     def __init__(self, vault_url: str) -> None:
@@ -88,7 +89,7 @@ class SameOrigin(SansIOHTTPPolicy):  # type: ignore[type-arg]
             raise ForeignHost()
 
 
-class RetryAfterLimit(SansIOHTTPPolicy):  # type: ignore[type-arg]
+class RetryAfterLimit(SansIOHTTPPolicy[Any, Any]):
     """Stops retrying when the vault asks for a longer pause than allowed."""
 
     def __init__(self, limit: float) -> None:

@@ -21,10 +21,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import hvac.exceptions as hvac_errors  # type: ignore[import-untyped]
+import hvac.exceptions as hvac_errors
 import requests
 import structlog
-from hvac.adapters import JSONAdapter  # type: ignore[import-untyped]
+from hvac.adapters import JSONAdapter
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from service.clock import Clock
@@ -279,7 +279,12 @@ class VaultSession:
         http.trust_env = False
         http.verify = str(ca_cert) if ca_cert else True
         self._adapter = JSONAdapter(
-            base_uri=url, timeout=timeout, session=http, namespace=namespace
+            base_uri=url,
+            # hvac hands it to requests, which takes seconds as a float; the
+            # stubs copy hvac's docstring, which says int.
+            timeout=timeout,  # type: ignore[arg-type]
+            session=http,
+            namespace=namespace,
         )
         self._auth = auth
         self._where = where

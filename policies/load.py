@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Final, cast
 
-import yaml  # type: ignore[import-untyped, unused-ignore]
+import yaml
 
 from service import json_body
 from service.errors import PayloadTooLarge, PolicyInvalid
@@ -113,7 +113,7 @@ def _load_yaml(text: str) -> object:
         raise _Refused("a value cannot be read") from None
 
 
-def _check_events(events: Iterator[Any]) -> None:
+def _check_events(events: Iterator[yaml.Event]) -> None:
     """Refuse aliases, and nesting past MAX_DEPTH as soon as the parser gets there.
 
     The events come one by one, so a deep document is refused before the rest
@@ -122,14 +122,20 @@ def _check_events(events: Iterator[Any]) -> None:
     depth = 0
     for event in events:
         if isinstance(event, yaml.AliasEvent):
-            line = event.start_mark.line + 1
+            line = _event_line(event)
             raise _Refused("YAML anchors and aliases are not supported", line)
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > MAX_DEPTH:
-                raise _Refused("nested too deeply", event.start_mark.line + 1)
+                raise _Refused("nested too deeply", _event_line(event))
         elif isinstance(event, yaml.CollectionEndEvent):
             depth -= 1
+
+
+def _event_line(event: yaml.Event) -> int | None:
+    """The line an event starts on; the parser gives every event a mark."""
+    mark = event.start_mark
+    return mark.line + 1 if mark is not None else None
 
 
 def _check_node(node: Any) -> None:

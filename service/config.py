@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml  # type: ignore[import-untyped, unused-ignore]
+import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,

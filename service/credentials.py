@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
-from sqlalchemy import Engine, func, insert, select, text, update
+from sqlalchemy import ColumnElement, Engine, func, insert, select, text, update
 from starlette.concurrency import run_in_threadpool
 
 from service.clock import Clock, utc
@@ -202,7 +202,7 @@ class CredentialStore:
         return hmac.new(self._hash_key, secret.reveal(), hashlib.sha256).digest()
 
 
-def _live(env: str, service: str) -> tuple[object, ...]:
+def _live(env: str, service: str) -> tuple[ColumnElement[bool], ...]:
     return (
         credentials.c.env == env,
         credentials.c.service == service,

@@ -8,7 +8,6 @@ the hot ones, and cost little.
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -56,10 +55,13 @@ def error_response(
     code: str,
     description: str,
     headers: dict[str, str] | None = None,
+    **more: object,
 ) -> JSONResponse:
-    body = {"error": code, "error_description": description}
+    """The JSON error answer; `more` adds fields after the standard ones."""
+    body: dict[str, object] = {"error": code, "error_description": description}
     if request is not None:
         body["request_id"] = request.scope.get("request_id", "")
+    body.update(more)
     return JSONResponse(
         body, status_code=status, headers={**NO_STORE, **(headers or {})}
     )
@@ -88,13 +90,13 @@ async def broker_error(request: Request, error: Exception) -> JSONResponse:
         log.warning(
             "request_failed", code=error.code, error=error.message, detail=error.detail
         )
-    response = error_response(request, error.status, error.code, error.message, headers)
+    more: dict[str, object] = {}
     if isinstance(error, PolicyInvalid) and len(error.problems) > 1:
         # Every problem at once, so a policy author fixes them in one pass.
-        body = json.loads(response.body)
-        body["problems"] = error.problems
-        response = JSONResponse(body, error.status, {**NO_STORE, **headers})
-    return response
+        more["problems"] = error.problems
+    return error_response(
+        request, error.status, error.code, error.message, headers, **more
+    )
 
 
 async def validation_error(request: Request, error: Exception) -> JSONResponse:

@@ -9,7 +9,7 @@ every place that handles the real value easy to find.
 from __future__ import annotations
 
 import hmac
-from typing import Final
+from typing import Final, NoReturn
 
 MASK: Final = "[secure]"
 
@@ -53,5 +53,5 @@ class Sensitive:
     def __hash__(self) -> int:
         return hash(self._data)
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> NoReturn:
         raise TypeError("Sensitive values are not pickled")

@@ -26,7 +26,8 @@ lease, to resume once it expires as it would after a crash.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import structlog
 
@@ -378,12 +379,21 @@ class RotationMachine:
         self._save(claimed.replace(**changes))
         self.store.release(rotation.id, self.owner)
 
-    def _save(self, rotation: Rotation, **options: object) -> Rotation:
+    def _save(
+        self,
+        rotation: Rotation,
+        *,
+        secret: Mapping[str, Any] | None = None,
+        release_secret: bool = False,
+        others_in_grace_until: float | None = None,
+    ) -> Rotation:
         return self.store.save(
             rotation,
             self.owner,
             self.settings.lease_seconds,
-            **options,  # type: ignore[arg-type]
+            secret=secret,
+            release_secret=release_secret,
+            others_in_grace_until=others_in_grace_until,
         )
 
     def _record(self, rotation_id: str) -> Rotation:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from croniter import croniter  # type: ignore[import-untyped]
+from croniter import croniter
 
 from policies.model import Rotation
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from datetime import datetime
 from typing import Annotated, Literal
 
 import structlog
@@ -237,5 +238,5 @@ def _etag(header: str | None) -> str | None:
     return tag[1:-1]
 
 
-def _iso(moment: object) -> str | None:
-    return moment.isoformat() if moment is not None else None  # type: ignore[attr-defined]
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None

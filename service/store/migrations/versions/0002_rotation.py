@@ -79,9 +79,7 @@ def upgrade() -> None:
         sa.Column("runs", sa.Integer(), nullable=False),
         sa.Column("outcome", sa.String(length=16), nullable=False),
         sa.Column("error", sa.String(length=512), nullable=True),
-        sa.PrimaryKeyConstraint(
-            "rotation_id", "step", name=op.f("pk_rotation_steps")
-        ),
+        sa.PrimaryKeyConstraint("rotation_id", "step", name=op.f("pk_rotation_steps")),
     )
     op.create_table(
         "rotation_consumers",
