@@ -112,7 +112,13 @@ class SecretAccess:
         version: str | None = None,
         stage: Stage | None = None,
     ) -> SecretVersion:
-        """The version asked for, once the principal may see it."""
+        """The version asked for, once the principal may see it.
+
+        A version that is pending and not current takes the rotate permission
+        too, however it was asked for: only the rotation reads a value that is
+        not live yet (case C01). Raises PermissionDenied and what the store's
+        read raises.
+        """
         _check_name(name)
         self.authorize(environment, principal, Action.READ, name)
         if stage is Stage.PENDING:
@@ -138,6 +144,9 @@ class SecretAccess:
                 named=(location.path, name),
             )
             self._keep(key, asked, found, forgets)
+        if stage is not Stage.PENDING and _only_pending(found):
+            # Asked for by its id, or found in the cache: the same rule holds.
+            self.authorize(environment, principal, Action.ROTATE, name)
         for observe in self.read_observers:
             observe(environment.name, name, found.version, principal)
         return found
@@ -385,6 +394,11 @@ def store_unavailable(
         f"the secret store {backend!r} of environment {env!r} cannot be reached "
         "right now; secrets in other stores are not affected; try again later"
     )
+
+
+def _only_pending(found: SecretVersion) -> bool:
+    stages = found.info.stages
+    return Stage.PENDING in stages and Stage.CURRENT not in stages
 
 
 def _check_name(name: str) -> None:

@@ -13,6 +13,8 @@ import os
 import httpx
 import pytest
 
+from backends.base import Stage
+from service.sensitive import Sensitive
 from tests.api_contract.api import Api
 
 # Case C25: what must come back byte-exact through the API from every store.
@@ -96,6 +98,26 @@ def test_unknown_version_is_not_found(api: Api, place: str) -> None:
     api.version_of(api.put(f"{place}db", "one"))
 
     assert error_of(api.get(f"{place}db", version="0" * 32)) == (404, "not_found")
+
+
+def test_a_pending_version_is_refused_to_a_reader_by_its_id(
+    api: Api, place: str
+) -> None:
+    """Case C01: a version that is only pending reads by id for the rotation
+    alone, on every store; the reader's answer holds no value."""
+    name = f"open/{place}rotating"
+    api.version_of(api.put(name, "<PW1>"))
+    backend = api.broker.broker.environments[api.env].default_backend
+    pending = backend.write(
+        name, Sensitive.from_text("<PW2>"), binary=False, stage=Stage.PENDING
+    ).version
+
+    refused = api.get(name, who="reader", version=pending)
+    allowed = api.get(name, version=pending).json()
+
+    assert error_of(refused) == (403, "insufficient_scope")
+    assert "<PW2>" not in refused.text
+    assert (allowed["value"], allowed["stage"]) == ("<PW2>", "pending")
 
 
 def test_if_match_with_the_current_version_writes(api: Api, place: str) -> None:
