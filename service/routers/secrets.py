@@ -25,6 +25,7 @@ from service.dependencies import BrokerDep, EnvironmentDep, PrincipalDep
 from service.errors import InvalidRequest
 from service.http import NO_STORE
 from service.json_body import read_model
+from service.secret_fields import check_field_name, field_text
 from service.sensitive import Sensitive
 
 log = structlog.get_logger(__name__)
@@ -32,6 +33,7 @@ router = APIRouter(tags=["secrets"])
 
 SecretName = Annotated[str, Path(max_length=256)]
 MAX_VERSION_LENGTH = 128
+READ_PARAMS = frozenset({"version", "stage", "field"})
 
 
 class SecretWrite(BaseModel):
@@ -82,10 +84,14 @@ async def read_secret(request: Request, principal: PrincipalDep) -> JSONResponse
     broker: Broker = request.app.state.broker
     environment = broker.environment(request.path_params["env"])
     name = request.path_params["name"]
-    version, stage = _read_selector(request)
+    version, stage, field = _read_selector(request)
     found = await broker.secrets.read(
         environment, principal, name, version=version, stage=stage
     )
+    body = _secret_body(name, found, stage)
+    if field is not None:
+        body.update(value=field_text(found, field), encoding="text", type="text")
+        body["field"] = field
     log.info(
         "secret_read",
         env=environment.name,
@@ -94,16 +100,28 @@ async def read_secret(request: Request, principal: PrincipalDep) -> JSONResponse
         service=principal.service,
     )
     await audit_request(request, "secret.read", target=name, version=found.version)
-    return JSONResponse(
-        _secret_body(name, found, stage),
-        headers={**NO_STORE, "ETag": f'"{found.version}"'},
-    )
+    return JSONResponse(body, headers={**NO_STORE, "ETag": f'"{found.version}"'})
 
 
-def _read_selector(request: Request) -> tuple[str | None, Stage | None]:
-    """`?version=` or `?stage=` of a read. Raises InvalidRequest."""
-    version = request.query_params.get("version")
-    stage_name = request.query_params.get("stage")
+def _read_selector(request: Request) -> tuple[str | None, Stage | None, str | None]:
+    """`?version=` or `?stage=`, and `?field=`, of a read. Raises InvalidRequest.
+
+    Any other parameter, or one given twice, is refused: a misspelt `versoin`
+    must not quietly read the current version.
+    """
+    if not request.scope["query_string"]:
+        return None, None, None
+    params = request.query_params
+    if len(params) != len(params.multi_items()) or not params.keys() <= READ_PARAMS:
+        raise InvalidRequest(
+            "a read takes only the query parameters version, stage and field, "
+            "each at most once"
+        )
+    version = params.get("version")
+    stage_name = params.get("stage")
+    field = params.get("field")
+    if field is not None:
+        check_field_name(field)
     if version is not None and stage_name is not None:
         raise InvalidRequest("ask for a version or a stage, not both")
     if version is not None and not 0 < len(version) <= MAX_VERSION_LENGTH:
@@ -111,9 +129,9 @@ def _read_selector(request: Request) -> tuple[str | None, Stage | None]:
             f"version must be 1 to {MAX_VERSION_LENGTH} characters long"
         )
     if stage_name is None:
-        return version, None
+        return version, None, field
     try:
-        return None, Stage(stage_name)
+        return None, Stage(stage_name), field
     except ValueError:
         stages = ", ".join(stage.value for stage in Stage)
         raise InvalidRequest(f"stage must be one of: {stages}") from None
