@@ -20,6 +20,7 @@ from service.audit_http import source_address
 from service.credentials import InvalidClient
 from service.environment import Environment
 from service.errors import InvalidRequest
+from service.http import authorization
 from service.sensitive import Sensitive
 
 if TYPE_CHECKING:
@@ -95,9 +96,10 @@ async def read_form(request: Request) -> dict[str, str]:
 def client_credentials(request: Request, form: dict[str, str]) -> tuple[str, Sensitive]:
     """The client id and secret, from HTTP Basic or the form (RFC 6749 2.3.1).
 
-    Raises InvalidClient, or InvalidRequest when both are used.
+    Raises InvalidClient, or InvalidRequest when both are used or the
+    Authorization header comes more than once.
     """
-    header = request.headers.get("authorization")
+    header = authorization(request)
     in_body = "client_secret" in form
     if header and in_body:
         raise InvalidRequest("use one client authentication method, not two")

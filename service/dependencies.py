@@ -15,6 +15,7 @@ from service.bearer import verify_bearer
 from service.broker import Broker
 from service.environment import Environment
 from service.errors import AuthenticationFailed, PermissionDenied
+from service.http import authorization
 from service.tokens import Principal
 
 
@@ -30,10 +31,11 @@ async def get_environment(request: Request) -> Environment:
 
 
 async def get_principal(request: Request) -> Principal:
-    """The verified caller. Raises AuthenticationFailed (401), Throttled (429)."""
+    """The verified caller. Raises AuthenticationFailed (401), Throttled (429),
+    and InvalidRequest (400) for more than one Authorization header."""
     broker: Broker = request.app.state.broker
     environment = broker.environment(request.path_params["env"])
-    header = request.headers.get("authorization", "")
+    header = authorization(request) or ""
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthenticationFailed("a bearer token is required")

@@ -23,6 +23,7 @@ from service.audit import AuditUnavailable
 from service.audit_http import audit_failure
 from service.errors import (
     AuthenticationFailed,
+    InvalidRequest,
     PayloadTooLarge,
     PolicyInvalid,
     TokenBrokerError,
@@ -47,6 +48,18 @@ STATUS_CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
 }
+
+
+def authorization(request: Request) -> str | None:
+    """The request's Authorization header; None when there is none.
+
+    Raises InvalidRequest for more than one: a proxy in front of the broker
+    may act on another of them than the broker would.
+    """
+    found = request.headers.getlist("authorization")
+    if len(found) > 1:
+        raise InvalidRequest("a request takes one Authorization header, not several")
+    return found[0] if found else None
 
 
 def error_response(
