@@ -31,28 +31,56 @@ class Reports:
     def view(self, compromise: Compromise) -> dict[str, Any]:
         """The report of `compromise`, as JSON."""
         reads = self._exposure.reads(compromise.id)
-        head = _head(compromise)
         if compromise.kind is Kind.SERVICE:
-            return head | _service(compromise, reads)
+            return _head(compromise, compromise.state) | _service(compromise, reads)
         revoked = self._exposure.revoked(compromise.id)
+        rotation = self._rotation(compromise)
+        now = state(compromise, rotation)
+        return _head(compromise, now) | _secret(
+            compromise, now, reads, revoked, rotation
+        )
+
+    def _rotation(self, compromise: Compromise) -> Rotation | None:
         rotation_id = compromise.detail.get("rotation")
-        rotation = self._rotations.get(rotation_id) if rotation_id else None
-        return head | _secret(compromise, reads, revoked, rotation)
+        if compromise.kind is not Kind.SECRET or not rotation_id:
+            return None
+        return self._rotations.get(rotation_id)
 
 
 def summary(compromise: Compromise) -> dict[str, Any]:
     """A listing entry: what, when, by whom, how it stands."""
-    return _head(compromise)
+    return _head(compromise, compromise.state)
 
 
-def _head(compromise: Compromise) -> dict[str, Any]:
+def state(compromise: Compromise, rotation: Rotation | None) -> State:
+    """How a response stands now: a secret's, as its emergency rotation does.
+
+    `rotation` is the one the record names. A response still running, one
+    without a rotation, and a service's keep the state they were kept with.
+    """
+    settled = compromise.state in (State.ROTATING, State.FAILED)
+    if compromise.kind is not Kind.SECRET or rotation is None or not settled:
+        return compromise.state
+    return secret_state(rotation, compromise.version)
+
+
+def secret_state(rotation: Rotation, version: str | None) -> State:
+    """A secret compromise's state, given the rotation replacing `version`."""
+    if rotation.state is RotationState.COMPLETED and rotation.old_version == version:
+        return State.CONTAINED
+    if rotation.state in (RotationState.NEEDS_ATTENTION, RotationState.ABANDONED):
+        return State.FAILED
+    return State.ROTATING
+
+
+def _head(compromise: Compromise, now: State) -> dict[str, Any]:
     return {
         "id": compromise.id,
         "env": compromise.env,
         "kind": compromise.kind.value,
         compromise.kind.value: compromise.subject,
         "version": compromise.version,
-        "state": compromise.state.value,
+        "state": now.value,
         "reason": compromise.reason,
         "actor": compromise.actor,
         "created_at": _iso(compromise.created_at),
@@ -63,21 +91,14 @@ def _head(compromise: Compromise) -> dict[str, Any]:
 
 def _secret(
     compromise: Compromise,
+    now: State,
     reads: list[Read],
     revoked: list[Revoked],
     rotation: Rotation | None,
 ) -> dict[str, Any]:
     detail = compromise.detail
-    state = compromise.state
-    disabled = bool(detail.get("version_disabled"))
-    if (
-        state is State.ROTATING
-        and rotation is not None
-        and rotation.state is RotationState.COMPLETED
-    ):
-        state, disabled = State.CONTAINED, True
+    disabled = bool(detail.get("version_disabled")) or now is State.CONTAINED
     return {
-        "state": state.value,
         "grace_skipped": True,
         "version_disabled": disabled,
         "new_version": detail.get("new_version"),

@@ -15,7 +15,10 @@ other still known):
 
 A rotation that cannot finish now does not hold up the rest: the tokens are
 revoked all the same, the record says `rotating` (the worker finishes it and
-retires the version the moment it can) or `failed` (it needs a person).
+retires the version the moment it can) or `failed` (it needs a person). A
+rotation of the secret already running (another request, in this process or
+another, or the schedule) is joined, not raced: it is told to skip its grace.
+A response that fails half-way is kept as `failed`, never left `responding`.
 Blocking: from the event loop, run it in a thread.
 """
 
@@ -31,6 +34,7 @@ from service.audit import AuditLog
 from service.clock import Clock
 from service.compromise.containment import Containment, Context
 from service.compromise.records import Compromise, CompromiseStore, Kind, State
+from service.compromise.report import secret_state
 from service.environment import Environment
 from service.errors import (
     BackendUnavailable,
@@ -41,7 +45,6 @@ from service.errors import (
 from service.rotation.audit import Actor
 from service.rotation.generators import RotationContext
 from service.rotation.plans import describe
-from service.rotation.records import Rotation
 from service.rotation.records import State as RotationState
 from service.rotation.service import RotationService
 from service.secret_access import SecretAccess, store_unavailable
@@ -108,16 +111,21 @@ class SecretCompromise:
             actor=principal.service,
         )
         actor = Actor(principal.service, request_id, source)
-        if is_current:
-            state, detail = self._rotate(opened, actor)
-        else:
-            state, detail = self._disable(environment, opened, actor)
+        try:
+            if is_current:
+                state, detail = self._rotate(opened, actor)
+            else:
+                state, detail = self._disable(opened, actor)
 
-        self._containment.claim(opened.id)
-        announced = self._store.announce(opened)
-        self._containment.contain(
-            announced, Context(principal.service, request_id, source)
-        )
+            self._containment.claim(opened.id)
+            announced = self._store.announce(opened)
+            self._containment.contain(
+                announced, Context(principal.service, request_id, source)
+            )
+        except Exception as error:
+            # Kept as `failed`, never left `responding`: a person must look.
+            self._store.finish(opened, State.FAILED, error=describe(error))
+            raise
         return self._store.finish(announced, state, **detail)
 
     def _version(
@@ -144,7 +152,13 @@ class SecretCompromise:
     def _rotate(
         self, compromise: Compromise, actor: Actor
     ) -> tuple[State, dict[str, Any]]:
-        """Replace the current version with no grace; the previous one goes."""
+        """Replace the current version with no grace; the previous one goes.
+
+        A rotation of the secret already under way is joined: it is told to
+        skip the grace, and the response stands as that rotation does. When
+        another rotation replaced the version first, it is disabled as a
+        version that is not current.
+        """
         machine = self._rotation.machine
         try:
             for _ in range(ROTATE_ATTEMPTS):
@@ -154,6 +168,10 @@ class SecretCompromise:
                 )  # fmt: skip
                 if rotation.state is not RotationState.ABANDONED:
                     break
+            if rotation.old_version != compromise.version and not self._current(
+                compromise
+            ):
+                return self._disable(compromise, actor)
         except TokenBrokerError as error:
             # The tokens must still be revoked: the response goes on without
             # the rotation, which a person has to look at.
@@ -165,10 +183,8 @@ class SecretCompromise:
                 error=error.code,
             )
             return State.FAILED, {"rotation": None, "error": describe(error)}
-        retired = (
-            rotation.state is RotationState.COMPLETED
-            and rotation.old_version == compromise.version
-        )
+        state = secret_state(rotation, compromise.version)
+        retired = state is State.CONTAINED
         if retired:
             log.warning(
                 "rotation_grace_skipped",
@@ -178,15 +194,25 @@ class SecretCompromise:
                 rotation_id=rotation.id,
                 compromise_id=compromise.id,
             )
-        return _state_of(rotation, retired), {
+        return state, {
             "rotation": rotation.id,
             "new_version": rotation.new_version,
             "current_version": rotation.new_version if retired else None,
             "version_disabled": retired,
         }
 
+    def _current(self, compromise: Compromise) -> bool:
+        """Whether the compromised version is still the secret's current one."""
+        location = self._rotation.planner.plan(
+            compromise.env, compromise.subject
+        ).location
+        return any(
+            info.version == compromise.version and Stage.CURRENT in info.stages
+            for info in location.backend.versions(location.path)
+        )
+
     def _disable(
-        self, environment: Environment, compromise: Compromise, actor: Actor
+        self, compromise: Compromise, actor: Actor
     ) -> tuple[State, dict[str, Any]]:
         """Revoke a version that is not current upstream, then disable it."""
         env, name = compromise.env, compromise.subject
@@ -233,11 +259,3 @@ class SecretCompromise:
             "current_version": current,
             "version_disabled": True,
         }
-
-
-def _state_of(rotation: Rotation, retired: bool) -> State:
-    if retired:
-        return State.CONTAINED
-    if rotation.state in (RotationState.NEEDS_ATTENTION, RotationState.ABANDONED):
-        return State.FAILED
-    return State.ROTATING

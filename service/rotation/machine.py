@@ -47,6 +47,8 @@ from service.rotation.records import (
     RotationStore,
     State,
     Step,
+    holder,
+    run_lease,
 )
 from service.rotation.retirement import Retirement
 from service.rotation.settings import RotationSettings
@@ -118,13 +120,13 @@ class RotationMachine:
     def run(self, rotation_id: str, actor: Actor = BROKER) -> Rotation:
         """Run a rotation until it ends or must wait; answer its record.
 
-        When another process holds the lease, answer the record as it stands.
-        Raises AuditUnavailable when a step could not be recorded as started:
-        that step has not run, and the lease is kept until it expires.
+        When another run (in this process or another) holds the lease, answer
+        the record as it stands. Raises AuditUnavailable when a step could not
+        be recorded as started: that step has not run, and the lease is kept
+        until it expires.
         """
-        rotation = self.store.claim(
-            rotation_id, self.owner, self.settings.lease_seconds
-        )
+        lease = run_lease(self.owner)
+        rotation = self.store.claim(rotation_id, lease, self.settings.lease_seconds)
         if rotation is None:
             return self._record(rotation_id)
         try:
@@ -143,11 +145,11 @@ class RotationMachine:
             # resumes the step, which nothing has touched yet.
             raise
         except Exception:
-            self.store.release(rotation_id, self.owner)
+            self.store.release(rotation_id, lease)
             raise
         # Not in a `finally`: a process that dies keeps the lease until it
         # expires, and that is what the takeover by another process relies on.
-        self.store.release(rotation_id, self.owner)
+        self.store.release(rotation_id, lease)
         return rotation
 
     def _step(self, rotation: Rotation, actor: Actor) -> Rotation:
@@ -365,9 +367,16 @@ class RotationMachine:
 
     def _nudge(self, rotation: Rotation, *, no_grace: bool = False) -> None:
         """A person asked to rotate: run the holding rotation now; an emergency
-        one retires its previous version at once."""
-        claimed = self.store.claim(rotation.id, self.owner, self.settings.lease_seconds)
+        one retires its previous version at once.
+
+        While another run holds the rotation it goes on anyway; only an
+        emergency's demand is passed on, since that run must know of it.
+        """
+        lease = run_lease(self.owner)
+        claimed = self.store.claim(rotation.id, lease, self.settings.lease_seconds)
         if claimed is None:
+            if no_grace:
+                self.store.demand_no_grace(rotation.id)
             return
         changes: dict[str, object] = {"next_attempt_at": self.clock.now()}
         if no_grace:
@@ -377,7 +386,7 @@ class RotationMachine:
             if claimed.step is Step.TEST:
                 changes["test_started_at"] = None
         self._save(claimed.replace(**changes))
-        self.store.release(rotation.id, self.owner)
+        self.store.release(rotation.id, lease)
 
     def _save(
         self,
@@ -389,7 +398,7 @@ class RotationMachine:
     ) -> Rotation:
         return self.store.save(
             rotation,
-            self.owner,
+            holder(rotation),
             self.settings.lease_seconds,
             secret=secret,
             release_secret=release_secret,

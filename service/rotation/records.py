@@ -5,7 +5,11 @@ it is opened until it finishes, is abandoned, or a person resolves it: a second
 rotation of the same secret is never opened on top. Whoever wants to run a
 rotation first takes its lease with a compare-and-set on the row; every save
 renews the lease and fails with `LeaseLost` when another process took it over
-after it expired. The same statements work on SQLite and on PostgreSQL.
+after it expired. A lease names one run, not a process: two threads of one
+process never run the same rotation at once either. An emergency's demand to
+skip the grace (`demand_no_grace`) needs no lease, so it reaches a rotation that
+another run holds: every save keeps it. The same statements work on SQLite and
+on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, and_, or_, select, update
+from sqlalchemy import Connection, Engine, Row, and_, case, or_, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from service.clock import Clock, utc
@@ -28,7 +32,7 @@ from service.store.rotation_tables import rotations as table
 
 __all__ = [
     "HOLDING", "RUNNABLE", "LeaseLost", "Opened", "Rotation", "RotationStore",
-    "SlotClaim", "State", "Step", "StepRecord",
+    "SlotClaim", "State", "Step", "StepRecord", "holder", "run_lease",
 ]  # fmt: skip
 
 
@@ -89,6 +93,18 @@ class Rotation:
 
     def replace(self, **changes: Any) -> Rotation:
         return dataclasses.replace(self, **changes)
+
+
+def run_lease(owner: str) -> str:
+    """A lease holder's name for one run of `owner` (a process)."""
+    return f"{owner}:{uuid.uuid4().hex[:8]}"
+
+
+def holder(rotation: Rotation) -> str:
+    """The lease the run that claimed `rotation` holds it under."""
+    if rotation.lease_owner is None:
+        raise LeaseLost(rotation.id)
+    return rotation.lease_owner
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,14 +272,23 @@ class RotationStore(StepLog):
         saved = rotation.replace(
             updated_at=now, lease_owner=owner, lease_until=now + lease_seconds
         )
+        columns = _columns(saved)
+        if not saved.no_grace:
+            # Demanded meanwhile without the lease: it stays.
+            columns["no_grace"] = table.c.no_grace
         with self.engine.begin() as connection:
             changed = connection.execute(
                 update(table)
                 .where(table.c.id == rotation.id, table.c.lease_owner == owner)
-                .values(**_columns(saved))
+                .values(**columns)
             ).rowcount
             if not changed:
                 raise LeaseLost(rotation.id)
+            if not saved.no_grace:
+                demanded = connection.execute(
+                    select(table.c.no_grace).where(table.c.id == rotation.id)
+                ).scalar_one()
+                saved = saved.replace(no_grace=bool(demanded))
             values = dict(secret or {})
             if release_secret:
                 connection.execute(
@@ -293,6 +318,24 @@ class RotationStore(StepLog):
                     .values(grace_until=utc(others_in_grace_until))
                 )
         return saved
+
+    def demand_no_grace(self, rotation_id: str) -> None:
+        """Make a rotation retire its previous version at once, lease or not.
+
+        The run holding it retires the version as soon as it has finished; a
+        rotation already in its grace becomes due for the retirement worker.
+        """
+        now = utc(self.clock.now())
+        in_grace = and_(table.c.state == State.GRACE.value, table.c.grace_until > now)
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(table)
+                .where(table.c.id == rotation_id)
+                .values(
+                    no_grace=true(),
+                    grace_until=case((in_grace, now), else_=table.c.grace_until),
+                )
+            )
 
     def release(self, rotation_id: str, owner: str) -> None:
         """Give the lease back so that any process may run it next."""

@@ -30,7 +30,15 @@ from service.rotation.consumers import ConsumerTracker
 from service.rotation.events import Event, RotationEvents
 from service.rotation.generators import RotationContext
 from service.rotation.plans import Planner, describe
-from service.rotation.records import LeaseLost, Rotation, RotationStore, State, Step
+from service.rotation.records import (
+    LeaseLost,
+    Rotation,
+    RotationStore,
+    State,
+    Step,
+    holder,
+    run_lease,
+)
 from service.rotation.settings import RotationSettings
 
 log = structlog.get_logger(__name__)
@@ -73,16 +81,18 @@ class Retirement:
         for rotation in self.store.in_grace():
             if not self.due(rotation):
                 continue
-            claimed = self.store.claim(
-                rotation.id, self.owner, self.settings.lease_seconds
-            )
-            if claimed is None or claimed.state is not State.GRACE:
+            lease = run_lease(self.owner)
+            claimed = self.store.claim(rotation.id, lease, self.settings.lease_seconds)
+            if claimed is None:
+                continue
+            if claimed.state is not State.GRACE:
+                self.store.release(rotation.id, lease)
                 continue
             try:
                 done = self.retire(claimed)
             except LeaseLost:
                 continue
-            self.store.release(rotation.id, self.owner)
+            self.store.release(rotation.id, lease)
             retired += done.state is State.COMPLETED
         return retired
 
@@ -113,7 +123,8 @@ class Retirement:
         return readers <= movers
 
     def retire(self, rotation: Rotation, actor: Actor = BROKER) -> Rotation:
-        """Revoke and disable the previous version; the caller holds the lease.
+        """Revoke and disable the previous version; the caller holds the lease
+        (the one `rotation` was claimed under).
 
         Raises AuditUnavailable before anything is touched when the start of
         the retirement cannot be recorded.
@@ -154,7 +165,7 @@ class Retirement:
                 state=State.COMPLETED, retired_at=self.clock.now(), error=None,
                 failed_step=None,
             ),
-            self.owner,
+            holder(rotation),
             self.settings.lease_seconds,
         )  # fmt: skip
         self.events.emit(
@@ -182,7 +193,7 @@ class Retirement:
                 error=message,
                 grace_until=self.clock.now() + delay,
             ),
-            self.owner,
+            holder(rotation),
             self.settings.lease_seconds,
         )
         self.events.emit(Event.FAILED, rotation.env, rotation.secret, saved)

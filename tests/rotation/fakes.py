@@ -1,12 +1,18 @@
-"""A fake rotation target, and a way to kill a rotation mid-step."""
+"""Fake rotation targets, and a way to kill a rotation mid-step."""
 
 from __future__ import annotations
 
 import itertools
+import threading
 from dataclasses import dataclass, field
 
 from service.errors import BackendUnavailable
-from service.rotation.generators import Minted, RotationContext
+from service.rotation.generators import (
+    ALPHABETS,
+    Minted,
+    RandomGenerator,
+    RotationContext,
+)
 from service.sensitive import Sensitive
 from tests.service.conftest import FakeClock
 
@@ -65,3 +71,37 @@ class FakeTarget:
         if self.crash_in == where:
             self.crash_in = None
             raise Crash(where)
+
+
+# How long a test waits on a held step before it calls the run stuck.
+HOLD_SECONDS = 30.0
+
+
+class HeldTarget(RandomGenerator):
+    """Random values, but the first `create` waits until the test lets it go.
+
+    So a test knows one rotation is inside its create step while it sends more
+    requests; `created` counts the values made.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(24, ALPHABETS["alphanumeric"])
+        self.created = 0
+        self._entered = threading.Event()
+        self._released = threading.Event()
+        self._lock = threading.Lock()
+
+    def create(self, context: RotationContext) -> Minted:
+        with self._lock:
+            self.created += 1
+            first = self.created == 1
+        if first:
+            self._entered.set()
+            assert self._released.wait(HOLD_SECONDS), "the test never released"
+        return super().create(context)
+
+    def wait_until_held(self) -> None:
+        assert self._entered.wait(HOLD_SECONDS), "no create step started"
+
+    def release(self) -> None:
+        self._released.set()

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
 import pytest
 from sqlalchemy import update
 
@@ -11,7 +16,15 @@ from service.rotation.records import State
 from service.sensitive import Sensitive
 from service.store.tables import local_secrets
 from tests.rotation.conftest import Rig
-from tests.rotation.fakes import Crash
+from tests.rotation.fakes import Crash, HeldTarget
+from tests.service.compromise_setup import (
+    HELD,
+    Node,
+    hold_rotations,
+    nodes,
+    store,  # noqa: F401
+)
+from tests.service.conftest import FakeClock
 
 
 def test_rotation_makes_a_new_current_version_and_keeps_the_old_as_previous(
@@ -278,3 +291,37 @@ def test_c02_no_fresh_rotation_starts_on_top_of_a_diverged_one(rig: Rig) -> None
 
     assert opened is not None
     assert opened.rotation.id == rotation.id
+
+
+@pytest.fixture
+def held(
+    tmp_path: Path,
+    clock: FakeClock,
+    store: str,  # noqa: F811
+) -> Iterator[tuple[Node, HeldTarget]]:
+    """A broker on each store whose `payments/held` rotates with a HeldTarget."""
+    with nodes(tmp_path, clock, store=store) as (node,):
+        yield node, hold_rotations(node)
+
+
+def test_parallel_requests_to_rotate_one_secret_join_the_running_rotation(
+    held: tuple[Node, HeldTarget],
+) -> None:
+    """Nine requests while one rotates: each answers that rotation's record."""
+    node, target = held
+
+    def rotate() -> httpx.Response:
+        return node.admin("POST", f"secrets/{HELD}/rotate")
+
+    with ThreadPoolExecutor(10) as pool:
+        first = pool.submit(rotate)
+        target.wait_until_held()
+        joined = [pool.submit(rotate) for _ in range(9)]
+        while_held = [future.result() for future in joined]
+        target.release()
+        done = first.result()
+
+    assert [answer.status_code for answer in while_held] == [202] * 9
+    assert done.status_code == 200
+    assert {answer.json()["id"] for answer in while_held} == {done.json()["id"]}
+    assert target.created == 1

@@ -4,7 +4,8 @@
 `ledger/*`, and `responder` may only declare `payments/*` compromised. Each has
 a credential; `payments/stripe` and `ledger/db` hold canary values. The feed's
 threads do not run: a test moves each replica's feed on by `catch_up`, so it
-decides when another process hears of a change.
+decides when another process hears of a change. `hold_rotations` adds
+`payments/held`, whose rotation's first create step waits for the test.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from service.clock import Clock
 from service.config import load_settings
 from service.store.notify import CHANNEL
 from service.store.tables import metadata
+from tests.rotation.fakes import HeldTarget
 from tests.service.harness import PUBLIC_URL, LocalBroker, write_config
 
 ENV = "dev"
@@ -48,6 +50,12 @@ services:
 secrets:
   payments/stripe:
     rotation: {every: 30d, generator: {type: random, length: 32}, grace: 1h}
+"""
+HELD = "payments/held"
+HELD_POLICY = f"""\
+secrets:
+  {HELD}:
+    rotation: {{every: 30d, generator: {{type: held}}, grace: 1h}}
 """
 LOCAL = {"default_backend": "local", "backends": {"local": {"type": "local"}}}
 # A break-glass waits two polls for the others' reads: short in tests.
@@ -178,6 +186,16 @@ def nodes(
     finally:
         for broker in brokers:
             broker.close()
+
+
+def hold_rotations(node: Node) -> HeldTarget:
+    """Give `payments/held` a value and a HeldTarget to rotate with."""
+    target = HeldTarget()
+    node.broker.rotation.generators.register("held", lambda _p, _s: target)
+    assert node.local.put_policy(ENV, "held", HELD_POLICY).status_code == 200
+    stored = node.admin("PUT", f"secrets/{HELD}", json={"value": "first-value"})
+    assert stored.status_code == 200, stored.text
+    return target
 
 
 def wait_for_listener(node: Node) -> None:

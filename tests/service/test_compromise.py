@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.rotation.upstream import Upstream, fingerprint
 from tests.service.compromise_setup import (
     ENV,
+    HELD,
     LEDGER,
     SECRET,
     VALUE,
     Node,
+    hold_rotations,
     nodes,
     store,  # noqa: F401
 )
@@ -261,6 +265,58 @@ def test_an_upstream_credential_is_revoked_upstream_before_the_answer(
 
     assert (body["state"], body["version"]) == ("contained", rotated["new_version"])
     assert [r["fingerprint"] for r in upstream.state.revoked] == [fingerprint(previous)]
+
+
+def test_parallel_compromises_of_one_version_join_its_emergency_rotation(
+    node: Node,
+) -> None:
+    """Nine more while the first rotates: each keeps a report that ends contained."""
+    target = hold_rotations(node)
+    compromised = node.read(node.token("checkout-api"), HELD).json()["version"]
+
+    with ThreadPoolExecutor(10) as pool:
+        first = pool.submit(node.compromise, HELD)
+        target.wait_until_held()
+        joined = [pool.submit(node.compromise, HELD) for _ in range(9)]
+        while_held = [future.result() for future in joined]
+        target.release()
+        done = first.result()
+
+    assert [(a.status_code, a.json()["state"]) for a in while_held] == [
+        (202, "rotating")
+    ] * 9
+    assert (done.status_code, done.json()["state"]) == (200, "contained")
+    reports = [_report(node, answer) for answer in (done, *while_held)]
+    assert {(r["version"], r["state"]) for r in reports} == {(compromised, "contained")}
+    assert target.created == 1
+
+
+def test_a_compromise_during_a_rotation_retires_the_version_when_it_finishes(
+    node: Node,
+) -> None:
+    """The running rotation is told to skip its grace; the report says so."""
+    target = hold_rotations(node)
+    compromised = node.read(node.token("checkout-api"), HELD).json()["version"]
+
+    with ThreadPoolExecutor(1) as pool:
+        rotating = pool.submit(node.admin, "POST", f"secrets/{HELD}/rotate")
+        target.wait_until_held()
+        answer = node.compromise(HELD)
+        target.release()
+        rotated = rotating.result().json()
+
+    assert (answer.status_code, answer.json()["rotation"]["id"]) == (202, rotated["id"])
+    assert _report(node, answer)["state"] == "contained"
+    gone = node.read(node.token("checkout-api"), HELD, version=compromised)
+    assert gone.status_code == 410
+
+
+def _report(node: Node, answer: httpx.Response) -> dict[str, Any]:
+    """The report an answer named, read again."""
+    read = node.admin("GET", f"compromises/{answer.json()['id']}")
+    assert read.status_code == 200, read.text
+    body: dict[str, Any] = read.json()
+    return body
 
 
 def _seconds(moment: str) -> float:
