@@ -5,6 +5,7 @@ read, so a report read a moment after the response also holds what the other
 processes added (their reads, the tokens only they knew). A secret
 compromise's emergency rotation is read as it stands now: one that was still
 `rotating` when answered reads `contained` once it has retired the version.
+A report and a listing entry take their state from one function, `state`.
 
 Reports name services, secrets, versions, token ids and times: never a value
 or a token.
@@ -40,16 +41,15 @@ class Reports:
             compromise, now, reads, revoked, rotation
         )
 
+    def summary(self, compromise: Compromise) -> dict[str, Any]:
+        """A listing entry: what, when, by whom, how it stands now."""
+        return _head(compromise, state(compromise, self._rotation(compromise)))
+
     def _rotation(self, compromise: Compromise) -> Rotation | None:
         rotation_id = compromise.detail.get("rotation")
         if compromise.kind is not Kind.SECRET or not rotation_id:
             return None
         return self._rotations.get(rotation_id)
-
-
-def summary(compromise: Compromise) -> dict[str, Any]:
-    """A listing entry: what, when, by whom, how it stands."""
-    return _head(compromise, compromise.state)
 
 
 def state(compromise: Compromise, rotation: Rotation | None) -> State:

@@ -25,7 +25,7 @@ from service.compromise.breakglass import ServiceCompromise
 from service.compromise.containment import Containment
 from service.compromise.exposure import Exposure
 from service.compromise.records import Compromise, CompromiseStore, Kind
-from service.compromise.report import Reports, summary
+from service.compromise.report import Reports
 from service.compromise.secret import SecretCompromise
 from service.credentials import CredentialStore
 from service.environment import Environment
@@ -153,11 +153,10 @@ class CompromiseResponse:
                 environment.name, kind=kind, subject=secret or service, limit=limit
             )
         )
-        return [
-            summary(compromise)
-            for compromise in found
-            if self._may_see(environment, principal, compromise)
-        ]
+        visible = [c for c in found if self._may_see(environment, principal, c)]
+        return await run_in_threadpool(
+            lambda: [self.reports.summary(compromise) for compromise in visible]
+        )
 
     def _may_see(
         self, environment: Environment, principal: Principal, compromise: Compromise

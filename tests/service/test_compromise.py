@@ -311,6 +311,25 @@ def test_a_compromise_during_a_rotation_retires_the_version_when_it_finishes(
     assert gone.status_code == 410
 
 
+def test_a_listed_report_stands_as_the_report_read_again(node: Node) -> None:
+    """One state for both: the listing too reads the emergency rotation now."""
+    target = hold_rotations(node)
+    with ThreadPoolExecutor(1) as pool:
+        rotating = pool.submit(node.admin, "POST", f"secrets/{HELD}/rotate")
+        target.wait_until_held()
+        answer = node.compromise(HELD)
+        target.release()
+        rotating.result()
+
+    again = node.admin("GET", f"compromises/{answer.json()['id']}").json()
+    [listed] = node.admin("GET", "compromises", params={"secret": HELD}).json()[
+        "compromises"
+    ]
+
+    assert answer.json()["state"] == "rotating"
+    assert listed["state"] == again["state"] == "contained"
+
+
 def _report(node: Node, answer: httpx.Response) -> dict[str, Any]:
     """The report an answer named, read again."""
     read = node.admin("GET", f"compromises/{answer.json()['id']}")
