@@ -171,6 +171,17 @@ class CredentialStore:
     def has_any(self, env: str, service: str) -> bool:
         return bool(self.list(env, service))
 
+    def ever_issued(self, env: str, service: str) -> bool:
+        """Whether the service has or had a credential in `env`, revoked or not:
+        a service that never had one holds no token either."""
+        with self._engine.connect() as connection:
+            found = connection.execute(
+                select(credentials.c.id)
+                .where(credentials.c.env == env, credentials.c.service == service)
+                .limit(1)
+            ).first()
+        return found is not None
+
     def _cached_hashes(self, env: str, service: str) -> tuple[bytes, ...] | None:
         cached = self._cache.get((env, service))
         if cached is not None and cached[0] > self._clock.now():

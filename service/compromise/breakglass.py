@@ -29,7 +29,7 @@ from service.compromise.exposure import Exposure
 from service.compromise.records import Compromise, CompromiseStore, Kind, State
 from service.credentials import CredentialStore
 from service.environment import Environment
-from service.errors import Conflict
+from service.errors import Conflict, NotFound
 from service.revocations import Revocations
 from service.rotation.audit import Actor
 from service.rotation.bulk import BulkResult, rotate_in_batches
@@ -89,10 +89,17 @@ class ServiceCompromise:
         """Shut `service` out and report (and with `rotate`, rotate) what it read
         in the last `window_seconds`.
 
-        Raises Conflict when the admin names its own service, AuditUnavailable.
+        Raises Conflict when the admin names its own service, NotFound for a
+        service that no policy names and that never had a credential (a typo
+        must not look like a break-glass done), AuditUnavailable.
         """
         if service == admin.service:
             raise Conflict("an admin cannot declare its own service compromised")
+        known = environment.policy.has_service(service) or await run_in_threadpool(
+            self._credentials.ever_issued, environment.name, service
+        )
+        if not known:
+            raise NotFound("no policy names that service and it never had a credential")
         context = Context(admin.service, request_id, source)
         opened = await run_in_threadpool(
             self._store.open, environment.name, Kind.SERVICE, service,

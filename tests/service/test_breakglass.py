@@ -126,6 +126,33 @@ def test_an_admin_cannot_declare_its_own_service_compromised(pair: list[Node]) -
     assert one.admin("GET", "compromises").json()["compromises"] == []
 
 
+def test_break_glass_for_a_service_nobody_knows_is_not_found(
+    pair: list[Node],
+) -> None:
+    """A typo must not look like a break-glass done."""
+    one, _ = pair
+
+    answer = one.break_glass("biling-api")
+
+    assert (answer.status_code, answer.json()["error"]) == (404, "not_found")
+    assert one.admin("GET", "compromises").json()["compromises"] == []
+
+
+def test_break_glass_reaches_a_service_no_policy_names_any_more(
+    pair: list[Node],
+) -> None:
+    """Its credential may still hold tokens: it is shut out all the same."""
+    one, _ = pair
+    one.local.put_policy(ENV, "old", "services:\n  old-api: {}\n")
+    one.local.credential(ENV, "old-api")
+    assert one.admin("DELETE", "policies/old").status_code == 204
+
+    answer = one.break_glass("old-api")
+
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["service"] == "old-api"
+
+
 def test_break_glass_needs_an_admin(pair: list[Node]) -> None:
     one, _ = pair
     token = one.token("responder")
