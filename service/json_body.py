@@ -8,6 +8,7 @@ bounded. Errors say what is wrong and on which line, never what was sent.
 
     InvalidRequest (service.errors)
     └── MalformedJson       400 a body is not strict JSON
+    UnsupportedMediaType    415 a request body is not application/json
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ from typing import Any, Final, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from service.errors import InvalidRequest
+from service.media_types import body_media_type
 from service.validation import describe
 
 MAX_DEPTH: Final = 32
+JSON_MEDIA_TYPE: Final = "application/json"
+JSON_MEDIA_TYPES: Final = frozenset({JSON_MEDIA_TYPE})
 Model = TypeVar("Model", bound=BaseModel)
 
 
@@ -59,11 +63,20 @@ def loads(text: str | bytes, *, max_depth: int = MAX_DEPTH) -> object:
     return value
 
 
-def read_model(model: type[Model], body: bytes) -> Model:
-    """The `model` a JSON request body holds. Raises InvalidRequest.
+def read_model(model: type[Model], body: bytes, *, media_type: str | None) -> Model:
+    """The `model` a JSON request body holds, given its Content-Type header.
 
-    Problems are described in the model's terms (service/validation.py).
+    Raises UnsupportedMediaType unless the body is `application/json` (a
+    charset, if named, UTF-8); a body without a Content-Type is taken as JSON,
+    since nothing else is read here. Raises InvalidRequest for the rest;
+    problems are described in the model's terms (service/validation.py).
     """
+    body_media_type(
+        media_type,
+        JSON_MEDIA_TYPES,
+        default=JSON_MEDIA_TYPE,
+        refusal=f"the body must be {JSON_MEDIA_TYPE} (UTF-8)",
+    )
     data = loads(body)
     try:
         return model.model_validate(data)

@@ -68,7 +68,11 @@ async def compromise_secret(
 ) -> JSONResponse:
     """Emergency response to a compromised version; answers the report."""
     _check_name(name)
-    body = read_model(SecretCompromiseRequest, await request.body())
+    body = read_model(
+        SecretCompromiseRequest,
+        await request.body(),
+        media_type=request.headers.get("content-type"),
+    )
     async with audited_change(
         request, "secret.compromise", target=name, version=body.version,
         reason=body.reason,
@@ -97,7 +101,11 @@ async def compromise_service(
 ) -> JSONResponse:
     """Break-glass: disable a service, revoke its tokens and credentials, and
     report (or rotate) every secret it read within the window."""
-    body = read_model(ServiceCompromiseRequest, await request.body())
+    body = read_model(
+        ServiceCompromiseRequest,
+        await request.body(),
+        media_type=request.headers.get("content-type"),
+    )
     async with audited_change(
         request, "service.compromise", target=service, reason=body.reason,
         window=body.window, rotate=body.rotate,

@@ -12,15 +12,15 @@ from starlette.concurrency import run_in_threadpool
 from policies.load import MEDIA_TYPES
 from service.audit_http import audited_change
 from service.dependencies import AdminDep, BrokerDep, EnvironmentDep
-from service.errors import InvalidRequest, UnsupportedMediaType
+from service.errors import InvalidRequest
 from service.explain import explanation
+from service.media_types import body_media_type
 from service.policy_store import Applied
 
 router = APIRouter(tags=["policies"])
 
 DocumentName = Annotated[str, Path(max_length=128)]
 ACCEPTED_MEDIA_TYPES = ", ".join(sorted(MEDIA_TYPES))
-UTF8_NAMES = frozenset({"utf-8", "utf8", "us-ascii"})
 
 
 @router.put("/v1/{env}/policies/{name}")
@@ -140,17 +140,9 @@ def _media_type(header: str | None) -> str:
     Raises UnsupportedMediaType for a type the loader does not read, or a
     charset other than UTF-8.
     """
-    if header is None:
-        return "application/yaml"
-    base, *parameters = header.split(";")
-    media_type = base.strip().lower()
-    charsets = [
-        value.strip().strip('"').lower()
-        for name, _, value in (part.partition("=") for part in parameters)
-        if name.strip().lower() == "charset"
-    ]
-    if media_type not in MEDIA_TYPES or not set(charsets) <= UTF8_NAMES:
-        raise UnsupportedMediaType(
-            f"a policy document is UTF-8 text of one of: {ACCEPTED_MEDIA_TYPES}"
-        )
-    return media_type
+    return body_media_type(
+        header,
+        MEDIA_TYPES,
+        default="application/yaml",
+        refusal=f"a policy document is UTF-8 text of one of: {ACCEPTED_MEDIA_TYPES}",
+    )

@@ -89,7 +89,11 @@ async def rotate_many(
     broker: BrokerDep,
 ) -> JSONResponse:
     """Rotate every secret a pattern matches, in rate-limited batches."""
-    body = read_model(BulkRequest, await request.body())
+    body = read_model(
+        BulkRequest,
+        await request.body(),
+        media_type=request.headers.get("content-type"),
+    )
     async with audited_change(request, "rotation.bulk", target=body.pattern) as change:
         results = await broker.rotation.bulk(
             environment,

@@ -147,7 +147,11 @@ async def write_secret(
     if_match: Annotated[str | None, Header(max_length=140)] = None,
     if_none_match: Annotated[str | None, Header(max_length=8)] = None,
 ) -> JSONResponse:
-    write = read_model(SecretWrite, await request.body())
+    write = read_model(
+        SecretWrite,
+        await request.body(),
+        media_type=request.headers.get("content-type"),
+    )
     value = _decode_value(write)
     if if_none_match is not None and if_none_match.strip() != "*":
         raise InvalidRequest("If-None-Match accepts only *")

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
 
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-from service.errors import InvalidRequest
+from service.errors import InvalidRequest, UnsupportedMediaType
 from service.json_body import MalformedJson, loads, read_model
+from tests.service.conftest import FakeClock
+from tests.service.harness import LocalBroker, local_broker
 
 CANARY = "CANARY-7f3a"
 
@@ -88,12 +93,12 @@ def test_a_syntax_error_names_its_line_not_its_content() -> None:
 
 
 def test_a_body_is_read_into_its_model() -> None:
-    assert read_model(Body, b'{"value": "x"}') == Body(value="x")
+    assert read_model(Body, b'{"value": "x"}', media_type=None) == Body(value="x")
 
 
 def test_an_unknown_field_is_described_without_its_key() -> None:
     with pytest.raises(InvalidRequest) as caught:
-        read_model(Body, f'{{"value": "x", "{CANARY}": 1}}'.encode())
+        read_model(Body, f'{{"value": "x", "{CANARY}": 1}}'.encode(), media_type=None)
 
     assert caught.value.message == (
         "the body has a field this endpoint does not accept; allowed: value, encoding"
@@ -103,8 +108,77 @@ def test_an_unknown_field_is_described_without_its_key() -> None:
 def test_a_wrong_value_is_described_without_the_value() -> None:
     with pytest.raises(InvalidRequest) as caught:
         read_model(
-            Body, f'{{"value": {{"{CANARY}": 1}}, "encoding": "{CANARY}"}}'.encode()
+            Body,
+            f'{{"value": {{"{CANARY}": 1}}, "encoding": "{CANARY}"}}'.encode(),
+            media_type=None,
         )
 
     assert CANARY not in caught.value.message
     assert caught.value.message.startswith("value: ")
+
+
+@pytest.mark.parametrize(
+    "media_type",
+    [
+        pytest.param("application/json", id="json"),
+        pytest.param("Application/JSON; charset=UTF-8", id="utf-8-charset"),
+        pytest.param('application/json; charset="utf-8"', id="quoted-charset"),
+        pytest.param(None, id="none-given"),
+    ],
+)
+def test_a_json_body_may_name_its_type_or_not(media_type: str | None) -> None:
+    """JSON, UTF-8 if a charset is named; a body with no Content-Type is JSON."""
+    body = read_model(Body, b'{"value": "x"}', media_type=media_type)
+
+    assert body == Body(value="x")
+
+
+@pytest.mark.parametrize(
+    "media_type",
+    [
+        pytest.param("text/plain", id="text"),
+        pytest.param("application/x-www-form-urlencoded", id="form"),
+        pytest.param("application/json; charset=latin1", id="latin1-charset"),
+        pytest.param("application/json-seq", id="json-like"),
+        pytest.param("", id="empty"),
+    ],
+)
+def test_a_body_of_another_media_type_is_415_naming_json(media_type: str) -> None:
+    """The answer names what is accepted, never the type sent."""
+    with pytest.raises(UnsupportedMediaType) as caught:
+        read_model(Body, b'{"value": "x"}', media_type=media_type)
+
+    assert caught.value.message == "the body must be application/json (UTF-8)"
+
+
+# Every route that reads a JSON body, with a body it would otherwise take.
+JSON_ROUTES = [
+    pytest.param("PUT", "secrets/app/db", {"value": "x"}, id="secret-write"),
+    pytest.param("POST", "secrets/app/db/compromise", {"reason": "leaked"},
+                 id="secret-compromise"),
+    pytest.param("POST", "services/billing/compromise", {"reason": "leaked"},
+                 id="service-compromise"),
+    pytest.param("POST", "rotations", {"pattern": "app/*"}, id="bulk-rotation"),
+]  # fmt: skip
+
+
+@pytest.fixture
+def local(tmp_path: Path, clock: FakeClock) -> Iterator[LocalBroker]:
+    with local_broker(tmp_path, clock) as broker:
+        yield broker
+
+
+@pytest.mark.parametrize(("method", "path", "body"), JSON_ROUTES)
+def test_every_json_route_answers_415_to_a_body_of_another_type(
+    local: LocalBroker, method: str, path: str, body: dict[str, Any]
+) -> None:
+    """A JSON body sent as text or a form is refused before anything is done."""
+    headers = {**local.bearer(local.admin_token("dev")), "Content-Type": "text/plain"}
+
+    response = local.call(
+        method, f"/v1/dev/{path}", headers=headers, content=json.dumps(body)
+    )
+
+    assert (response.status_code, response.json()["error"]) == (
+        415, "unsupported_media_type",
+    )  # fmt: skip

@@ -23,10 +23,15 @@ def local(tmp_path: Path, clock: FakeClock) -> Iterator[LocalBroker]:
 
 
 def call(
-    local: LocalBroker, method: str, name: str, **options: object
+    local: LocalBroker,
+    method: str,
+    name: str,
+    headers: dict[str, str] | None = None,
+    **options: object,
 ) -> httpx.Response:
-    headers = local.bearer(local.admin_token("dev"))
-    return local.call(method, f"/v1/dev/secrets/{name}", headers=headers, **options)
+    """One request as the admin; `headers` are sent beside its token."""
+    sent = {**local.bearer(local.admin_token("dev")), **(headers or {})}
+    return local.call(method, f"/v1/dev/secrets/{name}", headers=sent, **options)
 
 
 def put(local: LocalBroker, name: str, value: str) -> str:
@@ -100,3 +105,29 @@ def test_an_unknown_or_repeated_query_parameter_is_400_naming_the_allowed_ones(
     description = response.json()["error_description"]
     assert "version, stage and field" in description
     assert "versoin" not in description and "nonce" not in description
+
+
+@pytest.mark.parametrize(
+    "media_type",
+    ["text/plain", "application/x-www-form-urlencoded",
+     "application/json; charset=latin1"],
+    ids=["text", "form", "latin1"],
+)  # fmt: skip
+def test_a_write_of_another_media_type_is_415_and_writes_nothing(
+    local: LocalBroker, media_type: str
+) -> None:
+    """Only application/json (UTF-8) is read as a JSON body."""
+    response = call(
+        local, "PUT", "app/db", {"Content-Type": media_type}, content=b'{"value": "x"}'
+    )
+
+    assert response.status_code == 415
+    assert "application/json" in response.json()["error_description"]
+    assert call(local, "GET", "app/db").status_code == 404
+
+
+def test_a_write_without_a_content_type_is_read_as_json(local: LocalBroker) -> None:
+    """A body with no Content-Type at all is taken as JSON."""
+    response = call(local, "PUT", "app/db", content=b'{"value": "x"}')
+
+    assert response.status_code == 200
