@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 
 from service.audit import AuditUnavailable
 from service.clock import Clock
-from service.credentials import CredentialStore, NewCredential
+from service.credentials import CredentialStore, NewCredential, check_fixed_secret
 from service.crypto import KeyEncryptionKey
 from service.errors import Conflict
 from service.policy_store import PolicyStore
@@ -55,13 +55,18 @@ def bootstrap_admin(
     record: Recorder,
     fixed_secret: Sensitive | None = None,
     replace: bool = False,
+    credentials: CredentialStore | None = None,
 ) -> NewCredential:
     """Create the admin policy (if missing) and an admin credential.
 
-    Raises Conflict when the environment has an admin credential already, unless
-    `replace` revokes the existing ones first (dev mode only); AuditUnavailable,
-    before anything is changed, when the audit cannot record.
+    Raises InvalidRequest for a `fixed_secret` too short, and Conflict when the
+    environment has an admin credential already, unless `replace` revokes the
+    existing ones first (dev mode only); AuditUnavailable, before anything is
+    changed, when the audit cannot record. `credentials` is the running
+    broker's store, whose cache must not keep the revoked secret working.
     """
+    if fixed_secret is not None:
+        check_fixed_secret(fixed_secret)
     policies = PolicyStore(engine, clock)
     if ADMIN_DOCUMENT not in dict(policies.names(env)):
         with _audited(record, env, "policy.apply", target=ADMIN_DOCUMENT) as done:
@@ -74,7 +79,7 @@ def bootstrap_admin(
                 actor=ACTOR,
             )
             done["version"] = str(applied.revision)
-    credentials = CredentialStore(engine, kek, clock)
+    credentials = credentials or CredentialStore(engine, kek, clock)
     existing = credentials.list(env, ADMIN_SERVICE)
     if existing and not replace:
         raise Conflict(

@@ -100,9 +100,10 @@ def _serve(arguments: argparse.Namespace) -> int:
     logs.configure(arguments.log_level)
     if arguments.dev and arguments.config:
         raise ConfigurationError("--dev runs without --config; choose one")
-    if arguments.dev_admin_secret and not arguments.dev:
+    if arguments.dev_admin_secret is not None and not arguments.dev:
         raise ConfigurationError("--dev-admin-secret works only with --dev")
     if arguments.dev:
+        dev.check_admin_secret(arguments.dev_admin_secret)
         settings = dev.dev_settings(dev.FOLDER, arguments.policies)
     else:
         overrides = {"policies_dir": arguments.policies} if arguments.policies else {}

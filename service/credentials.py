@@ -77,10 +77,7 @@ class CredentialStore:
         secret = fixed_secret or Sensitive.from_text(
             SECRET_PREFIX + secrets.token_urlsafe(32)
         )
-        if len(secret) < MIN_FIXED_SECRET_LENGTH:
-            raise InvalidRequest(
-                f"a client secret has at least {MIN_FIXED_SECRET_LENGTH} characters"
-            )
+        check_fixed_secret(secret)
         info = CredentialInfo(
             id="cred_" + secrets.token_hex(8),
             service=service,
@@ -211,6 +208,14 @@ class CredentialStore:
 
     def _hash(self, secret: Sensitive) -> bytes:
         return hmac.new(self._hash_key, secret.reveal(), hashlib.sha256).digest()
+
+
+def check_fixed_secret(secret: Sensitive) -> None:
+    """Raise InvalidRequest for a client secret too short to be one."""
+    if len(secret) < MIN_FIXED_SECRET_LENGTH:
+        raise InvalidRequest(
+            f"a client secret has at least {MIN_FIXED_SECRET_LENGTH} characters"
+        )
 
 
 def _live(env: str, service: str) -> tuple[ColumnElement[bool], ...]:

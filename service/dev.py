@@ -17,14 +17,26 @@ import structlog
 from service.bootstrap import ADMIN_SERVICE, bootstrap_admin
 from service.broker import Broker
 from service.config import EnvironmentConfig, Settings
-from service.credentials import InvalidClient
+from service.credentials import InvalidClient, check_fixed_secret
 from service.crypto import KeyEncryptionKey
+from service.errors import ConfigurationError, InvalidRequest
 from service.sensitive import Sensitive
 
 log = structlog.get_logger(__name__)
 
 DEV_ENV = "dev"
 FOLDER = Path(".tokenbroker")
+
+
+def check_admin_secret(fixed_secret: str | None) -> None:
+    """Refuse a `--dev-admin-secret` that cannot be a client secret, before
+    anything is created. Raises ConfigurationError."""
+    if fixed_secret is None:
+        return
+    try:
+        check_fixed_secret(Sensitive.from_text(fixed_secret))
+    except InvalidRequest as error:
+        raise ConfigurationError(f"--dev-admin-secret: {error.message}") from None
 
 
 def dev_settings(folder: Path, policies_dir: Path | None) -> Settings:
@@ -55,7 +67,8 @@ def ensure_dev_admin(
     """The admin secret, and whether it is new (then it is shown once).
 
     An admin credential survives restarts through `admin.json`; a fixed secret
-    replaces it.
+    that differs replaces it (the old one is revoked, audited as bootstrap's),
+    and works from the moment this answers.
     """
     admin_file = folder / "admin.json"
     wanted = Sensitive.from_text(fixed_secret) if fixed_secret else None
@@ -72,6 +85,7 @@ def ensure_dev_admin(
         record=broker.audit.record,
         fixed_secret=wanted,
         replace=True,
+        credentials=broker.credentials,
     )
     broker.reload_policy(broker.environments[DEV_ENV])
     secret = created.secret.reveal_text()
