@@ -36,6 +36,7 @@ from backends.base import (
     SecretVersion,
     Stage,
     VersionInfo,
+    _Absent,
 )
 from policies.match import validate_secret_name
 from policies.scopes import Action
@@ -43,12 +44,17 @@ from service.clock import Clock
 from service.environment import Environment, Location
 from service.errors import (
     BackendUnavailable,
+    Conflict,
     InvalidRequest,
     PayloadTooLarge,
     PermissionDenied,
+    PreconditionFailed,
+    SecretNotFound,
     StoreUnavailable,
     TokenBrokerError,
+    VersionGone,
 )
+from service.preconditions import IfMatch
 from service.secret_changes import Cause, SecretChanges
 from service.sensitive import Sensitive
 from service.tokens import Principal
@@ -59,6 +65,9 @@ MAX_PAGE_SIZE = 1000
 # Versions of one secret cached at once: the current, the previous, the
 # pending and one asked for by id, say. A read of another goes to the store.
 MAX_CACHED_VERSIONS = 4
+# Writes under `If-Match: *` or a list that another write may overtake before
+# the caller's gives up with Conflict.
+MATCH_ATTEMPTS = 3
 
 T = TypeVar("T")
 
@@ -159,10 +168,15 @@ class SecretAccess:
         value: Sensitive,
         *,
         binary: bool,
-        if_match: str | None = None,
+        if_match: IfMatch | None = None,
         if_none_match: bool = False,
     ) -> VersionInfo:
-        """Store a new current version; a compare-and-set with `if_match`."""
+        """Store a new current version; a compare-and-set with `if_match`, a
+        create-only write with `if_none_match`.
+
+        Raises PreconditionFailed when the precondition does not hold, and
+        Conflict when `*` or a list keeps losing to other writes.
+        """
         _check_name(name)
         self.authorize(environment, principal, Action.WRITE, name)
         location = environment.locate(name)
@@ -171,17 +185,9 @@ class SecretAccess:
             raise PayloadTooLarge(
                 f"the value is {len(value)} bytes; the limit is {limit} bytes"
             )
-        expected = ABSENT if if_none_match else if_match
         try:
-            info = await _in_store(
-                environment,
-                location.backend,
-                location.backend.write,
-                location.path,
-                value,
-                binary=binary,
-                expected_version=expected,
-                named=(location.path, name),
+            info = await self._write(
+                environment, location, name, value, binary, if_match, if_none_match
             )
         finally:
             # Even a failed write may have reached the store (a timeout).
@@ -194,6 +200,63 @@ class SecretAccess:
             service=principal.service,
         )
         return info
+
+    async def _write(
+        self,
+        environment: Environment,
+        location: Location,
+        name: str,
+        value: Sensitive,
+        binary: bool,
+        if_match: IfMatch | None,
+        if_none_match: bool,
+    ) -> VersionInfo:
+        """The store's write. One version named is the store's own
+        compare-and-set; `*` or a list is checked against the current version,
+        then written as a compare-and-set on it, and checked again when
+        another write moved it in between."""
+        backend = location.backend
+
+        async def write(expected: str | _Absent | None) -> VersionInfo:
+            return await _in_store(
+                environment,
+                backend,
+                backend.write,
+                location.path,
+                value,
+                binary=binary,
+                expected_version=expected,
+                named=(location.path, name),
+            )
+
+        if if_none_match:
+            return await write(ABSENT)
+        if if_match is None or if_match.single is not None:
+            return await write(None if if_match is None else if_match.single)
+        for _attempt in range(MATCH_ATTEMPTS):
+            current = await _in_store(
+                environment,
+                backend,
+                _current_version,
+                backend,
+                location.path,
+                named=(location.path, name),
+            )
+            if current is None:
+                raise PreconditionFailed(f"secret {name!r} has no current version")
+            if not if_match.matches(current):
+                raise PreconditionFailed(
+                    f"secret {name!r} is at version {current}, not one expected"
+                )
+            try:
+                return await write(current)
+            except PreconditionFailed:
+                # Another write moved current since it was read: check again.
+                continue
+        raise Conflict(
+            f"secret {name!r} changed under the write {MATCH_ATTEMPTS} times in a "
+            "row; try again"
+        )
 
     async def refresh(
         self, environment: Environment, principal: Principal, name: str
@@ -394,6 +457,14 @@ def store_unavailable(
         f"the secret store {backend!r} of environment {env!r} cannot be reached "
         "right now; secrets in other stores are not affected; try again later"
     )
+
+
+def _current_version(backend: SecretBackend, path: str) -> str | None:
+    """The secret's current version; None when it has none to read."""
+    try:
+        return backend.read(path).version
+    except (SecretNotFound, VersionGone):
+        return None
 
 
 def _only_pending(found: SecretVersion) -> bool:

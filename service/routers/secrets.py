@@ -25,6 +25,7 @@ from service.dependencies import BrokerDep, EnvironmentDep, PrincipalDep
 from service.errors import InvalidRequest
 from service.http import NO_STORE
 from service.json_body import read_model
+from service.preconditions import parse_if_match
 from service.secret_fields import check_field_name, field_text
 from service.sensitive import Sensitive
 
@@ -155,7 +156,7 @@ async def write_secret(
     value = _decode_value(write)
     if if_none_match is not None and if_none_match.strip() != "*":
         raise InvalidRequest("If-None-Match accepts only *")
-    expected = _etag(if_match)
+    expected = parse_if_match(if_match)
     async with audited_change(request, "secret.write", target=name) as change:
         info = await broker.secrets.write(
             environment,
@@ -237,27 +238,6 @@ def _decode_value(write: SecretWrite) -> Sensitive:
         return Sensitive(base64.b64decode(write.value, validate=True))
     except (binascii.Error, ValueError):
         raise InvalidRequest("value is not valid base64") from None
-
-
-def _etag(header: str | None) -> str | None:
-    """The version an If-Match names; None only when there is no If-Match.
-
-    An empty tag (`""`) names no version, so the compare-and-set fails (412);
-    it never turns the write into an unconditional one. A tag that cannot be
-    read is 400.
-    """
-    if header is None:
-        return None
-    tag = header.strip()
-    if not tag:
-        raise InvalidRequest('If-Match is empty; send the version as "VERSION"')
-    if tag.startswith("W/"):
-        raise InvalidRequest("If-Match needs a strong version tag")
-    if not tag.startswith('"'):
-        return tag
-    if len(tag) < 2 or not tag.endswith('"'):
-        raise InvalidRequest("If-Match has an unterminated quoted tag")
-    return tag[1:-1]
 
 
 def _iso(moment: datetime | None) -> str | None:

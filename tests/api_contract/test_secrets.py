@@ -142,6 +142,46 @@ def test_if_match_with_a_stale_version_is_412_and_writes_nothing(
     assert api.get(f"{place}db").json()["version"] == second
 
 
+def test_if_match_star_writes_over_any_current_version(api: Api, place: str) -> None:
+    """RFC 9110: `If-Match: *` holds when the secret has a current version."""
+    api.version_of(api.put(f"{place}db", "one"))
+
+    second = api.put(f"{place}db", "two", **{"If-Match": "*"})
+
+    assert api.get(f"{place}db").json()["version"] == api.version_of(second)
+
+
+def test_if_match_star_on_a_missing_secret_is_412_and_creates_nothing(
+    api: Api, place: str
+) -> None:
+    """`*` needs a current version; a secret that does not exist has none."""
+    response = api.put(f"{place}absent", "one", **{"If-Match": "*"})
+
+    assert error_of(response) == (412, "precondition_failed")
+    assert error_of(api.get(f"{place}absent")) == (404, "not_found")
+
+
+def test_if_match_list_holding_the_current_version_writes(api: Api, place: str) -> None:
+    """A list of versions holds when one of them is current."""
+    first = api.version_of(api.put(f"{place}db", "one"))
+    second = api.version_of(api.put(f"{place}db", "two"))
+
+    third = api.put(f"{place}db", "three", **{"If-Match": f'"{first}", "{second}"'})
+
+    assert api.get(f"{place}db").json()["version"] == api.version_of(third)
+
+
+def test_if_match_list_of_stale_versions_is_412(api: Api, place: str) -> None:
+    """None of the listed versions is current: nothing is written."""
+    first = api.version_of(api.put(f"{place}db", "one"))
+    second = api.version_of(api.put(f"{place}db", "two"))
+
+    stale = api.put(f"{place}db", "three", **{"If-Match": f'"{first}", "x"'})
+
+    assert error_of(stale) == (412, "precondition_failed")
+    assert api.get(f"{place}db").json()["version"] == second
+
+
 def test_if_none_match_creates_a_secret_that_does_not_exist(
     api: Api, place: str
 ) -> None:

@@ -131,3 +131,22 @@ def test_a_write_without_a_content_type_is_read_as_json(local: LocalBroker) -> N
     response = call(local, "PUT", "app/db", content=b'{"value": "x"}')
 
     assert response.status_code == 200
+
+
+def test_a_fullwidth_digit_in_if_match_is_400_and_writes_nothing(
+    local: LocalBroker,
+) -> None:
+    """A fullwidth digit two (its UTF-8 bytes) is no tag, never read as 2."""
+    put(local, "app/db", "one")
+    put(local, "app/db", "two")
+    headers = [
+        ("Authorization", f"Bearer {local.admin_token('dev')}"),
+        ("If-Match", "\N{FULLWIDTH DIGIT TWO}".encode()),
+    ]
+
+    response = local.call(
+        "PUT", "/v1/dev/secrets/app/db", headers=headers, json={"value": "three"}
+    )
+
+    assert response.status_code == 400
+    assert call(local, "GET", "app/db").json()["value"] == "two"
