@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
@@ -47,6 +48,7 @@ from service.store.tables import local_secret_versions as versions_table
 from service.store.tables import local_secrets as secrets_table
 
 WRITE_ATTEMPTS = 5
+_VERSION_NUMBER = re.compile(r"[1-9][0-9]{0,9}")
 
 
 class _Replayed(Exception):
@@ -351,7 +353,9 @@ def _resolve(secret: Row[Any], version: str | None, stage: Stage | None) -> int:
 
 
 def _parse_version(path: str, version: str) -> int:
-    if not version.isdigit() or not 0 < int(version) < 2**31:
+    # Only the digits a version was written as name it: not "02", and not
+    # digits of other scripts, which int() would read as the same number.
+    if not _VERSION_NUMBER.fullmatch(version) or int(version) >= 2**31:
         raise SecretNotFound(f"secret {path!r} has no such version")
     return int(version)
 

@@ -93,6 +93,7 @@ LABEL_BYTES = 512  # Vault's limit on one custom_metadata value
 PREFIX = "tokenbroker-"
 KV_SUBPATHS = ("data", "metadata", "delete", "undelete", "destroy")
 _SEGMENT = re.compile(r"[^\x00-\x1f\x7f]+")
+_VERSION_NUMBER = re.compile(r"[1-9][0-9]{0,9}")
 
 
 class VaultConfig(BaseModel):
@@ -767,7 +768,9 @@ def _check_expected(
 
 
 def _parse_version(path: str, version: str) -> int:
-    if not version.isdigit() or not 0 < int(version) < 2**31:
+    # Only the digits a version was written as name it: not "02", and not
+    # digits of other scripts, which int() would read as the same number.
+    if not _VERSION_NUMBER.fullmatch(version) or int(version) >= 2**31:
         raise SecretNotFound(f"secret {path!r} has no such version")
     return int(version)
 

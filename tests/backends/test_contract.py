@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 
 import pytest
 
@@ -65,6 +66,31 @@ def test_read_by_version_returns_that_version(backend: SecretBackend) -> None:
     write(backend, "app/db", b"two")
 
     assert backend.read("app/db", version=first).value.reveal() == b"one"
+
+
+def _fullwidth(text: str) -> str:
+    """`text` with ASCII letters and digits in their fullwidth forms."""
+    return "".join(chr(ord(c) + 0xFEE0) if c.isascii() and c.isalnum() else c
+                   for c in text)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        pytest.param(_fullwidth, id="fullwidth"),
+        pytest.param(lambda version: "0" + version, id="leading-zero"),
+        pytest.param(lambda version: " " + version, id="leading-space"),
+    ],
+)
+def test_a_version_reads_by_its_exact_id_only(
+    backend: SecretBackend, variant: Callable[[str], str]
+) -> None:
+    """Versions are text: a lookalike of an id never reads that version."""
+    first = write(backend, "app/db", b"one")
+    write(backend, "app/db", b"two")
+
+    with pytest.raises(SecretNotFound):
+        backend.read("app/db", version=variant(first))
 
 
 def test_missing_secret_is_not_found(backend: SecretBackend) -> None:
