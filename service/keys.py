@@ -150,8 +150,12 @@ class KeyRing:
 
     def verification_key(self, kid: str) -> Ed25519PublicKey | None:
         """The public key for `kid`, from memory only; None when unknown."""
-        key = self._keys.get(kid)
+        key = self.known_key(kid)
         return None if key is None else key.public_key
+
+    def known_key(self, kid: str) -> SigningKey | None:
+        """The unrevoked key `kid`, with its window, from memory only."""
+        return self._keys.get(kid)
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         """The keys verifiers need: unrevoked and not ended, waiting ones too."""

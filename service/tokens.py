@@ -3,6 +3,10 @@
 Verification fails the same way for every reason (expired, wrong issuer, unknown
 key, bad signature, malformed): the caller learns only that the token is not
 valid, the log gets the reason and the token's fingerprint, never the token.
+It is strict where a lax reading would let a token outlive the rules it was
+made under: the header's `typ` is `at+jwt` (RFC 9068), `iat`, `nbf` and `exp`
+are whole seconds, `iat` is not in the future and `exp` is no later than the
+end of the key that signed it.
 
 A verified token is kept in a bounded cache until it expires, so a service that
 reuses its token pays for the signature check once. Revocation is checked on
@@ -35,6 +39,9 @@ MAX_KID_LENGTH = 128
 LEEWAY_SECONDS = 5
 SECRET_ACTIONS = ("read", "write", "rotate", "revoke")
 REQUIRED_CLAIMS = ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "scope", "env"]
+TIME_CLAIMS = ("iat", "nbf", "exp")
+# RFC 9068 section 4: a resource server takes either, compared without case.
+ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 
 
 def fingerprint(token: str) -> str:
@@ -207,7 +214,9 @@ class TokenAuthority:
             log.info(
                 "token_rejected",
                 env=self.env,
-                reason=type(error).__name__,
+                reason=error.reason
+                if isinstance(error, _Unusable)
+                else type(error).__name__,
                 token_fingerprint=fingerprint(token),
             )
             raise AuthenticationFailed("the bearer token is not valid") from None
@@ -216,16 +225,19 @@ class TokenAuthority:
         if len(token) > MAX_TOKEN_LENGTH:
             raise _Unusable("token too long")
         header = jwt.get_unverified_header(token)
+        typ = header.get("typ")
+        if not isinstance(typ, str) or typ.lower() not in ACCESS_TOKEN_TYPES:
+            raise _Unusable("typ is not at+jwt")
         kid = header.get("kid")
         if not isinstance(kid, str) or not 0 < len(kid) <= MAX_KID_LENGTH:
             raise _Unusable("kid missing or malformed")
-        key = self.keyring.verification_key(kid)
+        key = self.keyring.known_key(kid)
         if key is None:
             raise _Unusable("kid unknown")
         # The algorithm is fixed by the key, never by the token's header.
         claims: dict[str, Any] = jwt.decode(
             token,
-            key,
+            key.public_key,
             algorithms=[ALGORITHM],
             audience=audience,
             issuer=self.issuer,
@@ -238,12 +250,26 @@ class TokenAuthority:
                 "verify_iat": False,
             },
         )
-        now = self._clock.now()
-        if not float(claims["nbf"]) - LEEWAY_SECONDS <= now < float(claims["exp"]):
-            raise _Unusable("token expired or not yet valid")
+        _check_times(claims, self._clock.now(), key.not_after_timestamp)
         if claims.get("env") != self.env:
             raise _Unusable("token of another environment")
         return kid, claims
+
+
+def _check_times(claims: dict[str, Any], now: float, key_ends: float) -> None:
+    """Raise _Unusable unless iat, nbf and exp are whole seconds (RFC 7519
+    NumericDate, as the broker issues them) that put `now` inside the token's
+    lifetime, and that lifetime inside its signing key's."""
+    issued, not_before, expires = (claims[name] for name in TIME_CLAIMS)
+    # bool is an int to Python, and no time.
+    if any(type(value) is not int for value in (issued, not_before, expires)):
+        raise _Unusable("a time claim is not an integer")
+    if issued > now + LEEWAY_SECONDS:
+        raise _Unusable("token issued in the future")
+    if not not_before - LEEWAY_SECONDS <= now < expires:
+        raise _Unusable("token expired or not yet valid")
+    if expires > key_ends:
+        raise _Unusable("token outlives its signing key")
 
 
 class ServiceRevokedJustNow(TokenBrokerError):
@@ -255,3 +281,7 @@ class ServiceRevokedJustNow(TokenBrokerError):
 
 class _Unusable(Exception):
     """Why a token that parsed is still refused; goes to the log only."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
+from typing import Any
 
 import jwt
 import pytest
+import structlog.testing
 from sqlalchemy import Engine, event
 
 from service.crypto import KeyEncryptionKey
@@ -151,4 +154,75 @@ def test_key_near_its_end_is_replaced_and_stays_published(
     assert jwt.get_unverified_header(token)["kid"] != old.kid
     published = {key["kid"] for key in authority.keyring.jwks()["keys"]}
     assert old.kid in published
+    assert authority.verify(token).service == "billing-api"
+
+
+def _signed(
+    authority: TokenAuthority,
+    now: int,
+    *,
+    header: dict[str, object] | None = None,
+    **changes: object,
+) -> str:
+    """A token signed with the environment's real key, its claims changed."""
+    key = authority.keyring.signing_key()
+    claims: dict[str, object] = {
+        "iss": ISSUER, "sub": "billing-api", "aud": ISSUER, "env": "dev",
+        "scope": "secrets:read:payments/*", "iat": now, "nbf": now,
+        "exp": now + 300, "jti": "forged-jti",
+    }  # fmt: skip
+    claims.update(changes)
+    headers = {"kid": key.kid, "typ": "at+jwt", **(header or {})}
+    return jwt.encode(claims, key.private_key, algorithm="EdDSA", headers=headers)
+
+
+def test_a_token_signed_with_the_real_key_verifies(
+    authority: TokenAuthority, clock: FakeClock
+) -> None:
+    """The helper's tokens verify, so each refusal below is about its change."""
+    token = _signed(authority, int(clock.now()))
+
+    assert authority.verify(token).service == "billing-api"
+
+
+# What each lax token changes, given the time now and when the signing key ends.
+LAX_TOKENS: dict[str, Callable[[int, int], dict[str, Any]]] = {
+    "exp-as-string": lambda now, _end: {"exp": str(now + 300)},
+    "nbf-as-string": lambda now, _end: {"nbf": str(now)},
+    "iat-as-string": lambda now, _end: {"iat": str(now)},
+    "exp-as-float": lambda now, _end: {"exp": now + 300.5},
+    "iat-as-boolean": lambda _now, _end: {"iat": True},
+    "iat-an-hour-ahead": lambda now, _end: {"iat": now + 3600},
+    "exp-after-the-key-ends": lambda _now, end: {"exp": end + 60},
+    "typ-missing": lambda _now, _end: {"header": {"typ": None}},
+    "typ-jwt": lambda _now, _end: {"header": {"typ": "JWT"}},
+}
+
+
+@pytest.mark.parametrize("kind", list(LAX_TOKENS))
+def test_a_token_with_a_lax_claim_is_refused_like_any_other(
+    authority: TokenAuthority, clock: FakeClock, kind: str
+) -> None:
+    """Time claims are integers, iat not ahead, exp within the key, typ at+jwt;
+    the caller sees the one message, the log the reason."""
+    now, end = int(clock.now()), int(authority.keyring.signing_key().ends)
+    token = _signed(authority, now, **LAX_TOKENS[kind](now, end))
+
+    with (
+        structlog.testing.capture_logs() as logs,
+        pytest.raises(AuthenticationFailed) as caught,
+    ):
+        authority.verify(token)
+
+    assert str(caught.value) == "the bearer token is not valid"
+    [rejected] = [entry for entry in logs if entry["event"] == "token_rejected"]
+    assert rejected["reason"] and token not in str(rejected)
+
+
+def test_typ_is_compared_without_case(
+    authority: TokenAuthority, clock: FakeClock
+) -> None:
+    """RFC 9068's `application/at+jwt` and any case of it are the same type."""
+    token = _signed(authority, int(clock.now()), header={"typ": "Application/AT+JWT"})
+
     assert authority.verify(token).service == "billing-api"
