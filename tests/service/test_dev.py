@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import pytest
 
 from service import dev
 from service.app import create_app
 from service.broker import Broker
-from service.cli import main
 from tests.service.conftest import FakeClock
 
+ROOT = Path(__file__).resolve().parents[2]
 FIRST = "first-dev-admin-secret-0123"
 SECOND = "second-dev-admin-secret-4567"
 
@@ -84,15 +86,14 @@ def test_a_restart_with_the_same_admin_secret_keeps_the_credential(
 
 def test_a_short_dev_admin_secret_is_refused_before_anything_is_created(
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.chdir(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "service.cli", "serve", "--dev",
+         "--dev-admin-secret", "fifteen-chars-x"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+        env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
 
-    status = main(["serve", "--dev", "--dev-admin-secret", "fifteen-chars-x"])
-
-    assert status == 2
-    assert "--dev-admin-secret: a client secret has at least 16" in (
-        capsys.readouterr().err
-    )
+    assert done.returncode == 2
+    assert "--dev-admin-secret: a client secret has at least 16" in done.stderr
     assert not (tmp_path / ".tokenbroker").exists()
