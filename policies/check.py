@@ -5,7 +5,8 @@ problem`, and never repeats a value. The checks are the broker's own: the same
 strict reading (policies/load.py), the same model (policies/model.py) and the
 same merge of an environment's documents (policies/evaluate.py). What only the
 running broker knows is left out, except the backend names when the caller
-passes the environment's configured backends.
+passes the environment's configured backends, and the generators' types and
+parameters when it passes a generator check (the broker's own registry).
 
 A folder holds one environment's documents, or one subfolder per environment
 (`policies/prod/*.yaml`), as `tokenbroker serve --policies` reads them.
@@ -24,7 +25,13 @@ from pydantic import ValidationError
 
 from policies.evaluate import Policy
 from policies.load import load_mapping
-from policies.model import DOCUMENT_NAME, PolicyDocument, describe_errors
+from policies.model import (
+    DOCUMENT_NAME,
+    GeneratorCheck,
+    PolicyDocument,
+    describe_errors,
+    generator_problems,
+)
 from service.errors import PayloadTooLarge, PolicyInvalid
 
 SUFFIXES = {".yaml": "application/yaml", ".yml": "application/yaml",
@@ -48,13 +55,15 @@ class Problem:
 
 
 def check_folder(
-    folder: Path, backends: Mapping[str, Collection[str]] | None = None
+    folder: Path,
+    backends: Mapping[str, Collection[str]] | None = None,
+    generators: GeneratorCheck | None = None,
 ) -> list[Problem]:
     """Every problem of the policy files in `folder` and its environment folders.
 
     `backends` maps an environment (a subfolder's name; `""` for files directly
     in `folder`) to its configured backend names; without an entry, backend
-    names are not checked.
+    names are not checked. Without `generators`, neither are generators.
     """
     groups = {"": _policy_files(folder)}
     for child in sorted(path for path in folder.iterdir() if path.is_dir()):
@@ -62,19 +71,21 @@ def check_folder(
     problems: list[Problem] = []
     for env, files in groups.items():
         known = None if backends is None else backends.get(env)
-        problems.extend(check_files(files, known))
+        problems.extend(check_files(files, known, generators))
     return problems
 
 
 def check_files(
-    files: Sequence[Path], backends: Collection[str] | None = None
+    files: Sequence[Path],
+    backends: Collection[str] | None = None,
+    generators: GeneratorCheck | None = None,
 ) -> list[Problem]:
     """Every problem of one environment's files, each alone and together."""
     problems: list[Problem] = []
     documents: dict[str, PolicyDocument] = {}
     nodes: dict[str, tuple[Path, Any]] = {}
     for path in files:
-        document, root, found = check_file(path)
+        document, root, found = check_file(path, generators)
         problems.extend(found)
         if document is not None:
             documents[path.stem] = document
@@ -87,8 +98,14 @@ def check_files(
     return problems
 
 
-def check_file(path: Path) -> tuple[PolicyDocument | None, Any, list[Problem]]:
-    """The document a file holds (None when invalid), its YAML tree, problems."""
+def check_file(
+    path: Path, generators: GeneratorCheck | None = None
+) -> tuple[PolicyDocument | None, Any, list[Problem]]:
+    """The document a file holds (None when invalid), its YAML tree, problems.
+
+    A document whose only problems are its generators' is still answered, so
+    that it takes part in the checks across documents.
+    """
     name, shown = path.stem, str(path)
     if not DOCUMENT_NAME.fullmatch(name):
         message = "the file name is not a valid document name (letters, digits, . _ -)"
@@ -102,7 +119,7 @@ def check_file(path: Path) -> tuple[PolicyDocument | None, Any, list[Problem]]:
         return None, None, [_load_problem(shown, name, error.message)]
     root = _tree(text)
     try:
-        return PolicyDocument.model_validate(data), root, []
+        document = PolicyDocument.model_validate(data)
     except ValidationError as error:
         details = error.errors(include_input=False, include_url=False)
         sentences = describe_errors(name, error, data)
@@ -110,6 +127,12 @@ def check_file(path: Path) -> tuple[PolicyDocument | None, Any, list[Problem]]:
             _field_problem(shown, name, sentence, _line(root, detail["loc"]))
             for detail, sentence in zip(details, sentences, strict=True)
         ]  # fmt: skip
+    if generators is None:
+        return document, root, []
+    return document, root, [
+        Problem(shown, _line(root, loc), field, message)
+        for loc, field, message in generator_problems(document, data, generators)
+    ]  # fmt: skip
 
 
 def _policy_files(folder: Path) -> list[Path]:

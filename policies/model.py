@@ -4,14 +4,20 @@
 `PolicyInvalid` whose problems each name the document, the field path and what
 is wrong. No message repeats a rejected value: documents get pasted with
 secrets in them by mistake.
+
+A generator's parameters depend on its type, which only the broker's generator
+registry knows (service/rotation/generators.py): given a `GeneratorCheck`,
+`parse_document` asks it about every rotation's generator and reports what it
+finds as it reports any other field.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, NoReturn
 
 from pydantic import (
     AfterValidator,
@@ -181,6 +187,24 @@ class Generator(BaseModel):
         yield "params", sorted(self.params)
 
 
+@dataclass(frozen=True, slots=True)
+class GeneratorProblem:
+    """One thing wrong with a generator: `message` says what, never the value.
+
+    `key` is the parameter at fault (`type` for the type itself), or None for
+    the generator as a whole. With `unknown`, `key` is no parameter of the type
+    at all: it is named by its place in the mapping only, never shown.
+    """
+
+    message: str
+    key: str | None = None
+    unknown: bool = False
+
+
+# The problems of a generator's type and parameters (every key but `type`).
+GeneratorCheck = Callable[[str, Mapping[str, Any]], Sequence[GeneratorProblem]]
+
+
 class Rotation(_Model):
     """A rotation schedule: exactly one of `every` and `cron` (UTC)."""
 
@@ -221,11 +245,18 @@ class PolicyDocument(_Model):
     secrets: dict[SecretName, SecretDeclaration] = Field(default_factory=dict)
 
 
-def parse_document(name: str, text: str | bytes, media_type: str) -> PolicyDocument:
+def parse_document(
+    name: str,
+    text: str | bytes,
+    media_type: str,
+    *,
+    generators: GeneratorCheck | None = None,
+) -> PolicyDocument:
     """The policy document `text` holds, read as JSON or else as YAML.
 
-    Raises InvalidRequest for a bad document name, PayloadTooLarge for an
-    oversized text and PolicyInvalid listing every problem found.
+    With `generators`, every rotation's generator is checked too. Raises
+    InvalidRequest for a bad document name, PayloadTooLarge for an oversized
+    text and PolicyInvalid listing every problem found.
     """
     if not isinstance(name, str) or not DOCUMENT_NAME.fullmatch(name):
         raise InvalidRequest(
@@ -234,13 +265,51 @@ def parse_document(name: str, text: str | bytes, media_type: str) -> PolicyDocum
 
     data = load_mapping(name, text, media_type)
     try:
-        return PolicyDocument.model_validate(data)
+        document = PolicyDocument.model_validate(data)
     except ValidationError as error:
-        problems = describe_errors(name, error, data)
-        if len(problems) == 1:
-            raise PolicyInvalid(problems[0], problems) from None
-        message = f"policy '{name}': {len(problems)} problems"
-        raise PolicyInvalid(message, problems) from None
+        _refuse(name, describe_errors(name, error, data))
+    if generators is not None:
+        found = generator_problems(document, data, generators)
+        if found:
+            _refuse(
+                name, [f"policy '{name}': {field}: {what}" for _, field, what in found]
+            )
+    return document
+
+
+def generator_problems(
+    document: PolicyDocument, data: dict[str, Any], check: GeneratorCheck
+) -> list[tuple[tuple[str, ...], str, str]]:
+    """Every problem `check` finds in the document's generators: its location
+    (as pydantic's), the field path shown and what is wrong.
+
+    `data` is what the document was validated from, for an unknown key's place.
+    """
+    found: list[tuple[tuple[str, ...], str, str]] = []
+    for secret, declaration in document.secrets.items():
+        if declaration.rotation is None:
+            continue
+        generator = declaration.rotation.generator
+        base: tuple[str, ...] = ("secrets", secret, "rotation", "generator")
+        for problem in check(generator.type, generator.params):
+            loc, message = base, problem.message
+            if problem.unknown and problem.key is not None:
+                place = _position(data, (*base, problem.key))
+                key = f"key {place}" if place is not None else "a key"
+                message = f"{key} {problem.message}"
+            elif problem.key is not None:
+                loc = (*base, problem.key)
+            found.append((loc, _dotted(loc, set()), message))
+    return found
+
+
+def _refuse(name: str, problems: list[str]) -> NoReturn:
+    # From None: the pydantic error holds the rejected input.
+    if len(problems) == 1:
+        raise PolicyInvalid(problems[0], problems) from None
+    raise PolicyInvalid(
+        f"policy '{name}': {len(problems)} problems", problems
+    ) from None
 
 
 def describe_errors(
@@ -269,6 +338,11 @@ def _location(detail: ErrorDetails, bad_keys: set[tuple[int | str, ...]]) -> str
         loc = loc[:-2]
     elif detail["type"] in ("invalid_key", UNKNOWN_FIELD):
         loc = loc[:-1]
+    return _dotted(loc, bad_keys)
+
+
+def _dotted(loc: Sequence[int | str], bad_keys: set[tuple[int | str, ...]]) -> str:
+    """A location as a field path, every key that may not be shown masked."""
     path = ""
     for index, part in enumerate(loc):
         if tuple(loc[: index + 1]) in bad_keys:

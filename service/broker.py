@@ -102,6 +102,7 @@ class Broker:
             audit=self.audit,
         )
         self.revocations.publish = self.rotation.webhooks.publish
+        self.policies.generators = self.rotation.generators.check
         self.compromise = CompromiseResponse(
             engine=self.engine, clock=self.clock, environments=self.environments,
             revocations=self.revocations, rotation=self.rotation,

@@ -19,7 +19,12 @@ import structlog
 from sqlalchemy import Engine, delete, func, insert, select, update
 
 from policies.evaluate import Policy, ServiceChange, diff
-from policies.model import DOCUMENT_NAME, PolicyDocument, parse_document
+from policies.model import (
+    DOCUMENT_NAME,
+    GeneratorCheck,
+    PolicyDocument,
+    parse_document,
+)
 from service.clock import Clock, utc
 from service.errors import InvalidRequest, NotFound, PolicyInvalid
 from service.policy_history import next_revision, record_revision
@@ -44,11 +49,21 @@ class Applied:
 
 
 class PolicyStore:
-    """The named policy documents of every environment."""
+    """The named policy documents of every environment.
 
-    def __init__(self, engine: Engine, clock: Clock) -> None:
+    `generators` checks the generators of every document put (the broker's
+    registry); documents already stored are read back without it.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Clock,
+        generators: GeneratorCheck | None = None,
+    ) -> None:
         self._engine = engine
         self._clock = clock
+        self.generators = generators
 
     def load(self, env: str, backends: Collection[str]) -> tuple[Policy, int]:
         """The environment's policy from every stored document, and its revision."""
@@ -90,9 +105,12 @@ class PolicyStore:
         actor: str,
         dry_run: bool = False,
     ) -> Applied:
-        """Validate and (unless `dry_run`) store a document. Raises PolicyInvalid."""
+        """Validate and (unless `dry_run`) store a document.
+
+        Raises PolicyInvalid.
+        """
         _check_name(name)
-        document = parse_document(name, source, media_type)
+        document = parse_document(name, source, media_type, generators=self.generators)
         stored = {row.name: row for row in self._rows(env)}
         documents = {
             other: parse_document(other, row.source, row.media_type)

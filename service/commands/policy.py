@@ -1,7 +1,8 @@
 """`tokenbroker policy apply|check|explain`.
 
 `check` works offline, on files only: it is meant for the CI of a policy
-repository, and needs no broker and no credential.
+repository, and needs no broker and no credential. It checks generators with
+the broker's own registry (built-in types, and plugins installed beside it).
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from service.commands.client import (
     emit,
     with_api,
 )
-from service.config import load_settings
+from service.config import Settings, load_settings
 from service.errors import ConfigurationError
+from service.rotation.generators import GeneratorRegistry
+from service.rotation.settings import RotationSettings
 
 # `policy explain`'s exit statuses; 2 is also argparse's for a usage error.
 ALLOWED, DENIED, NO_ANSWER = 0, 1, 2
@@ -78,11 +81,18 @@ def _apply(api: Api, arguments: argparse.Namespace) -> int:
 
 def _check(arguments: argparse.Namespace) -> int:
     path: Path = arguments.path
-    backends = _backends(arguments)
+    settings = None if arguments.config is None else load_settings(arguments.config)
+    backends = _backends(arguments, settings)
+    # Without a configuration the defaults stand in, and endpoint names (which
+    # only the configuration holds) go unchecked.
+    generators = GeneratorRegistry(
+        settings.rotation if settings is not None else RotationSettings(),
+        settings_known=settings is not None,
+    )
     if path.is_file():
-        problems = check_files([path], backends.get(""))
+        problems = check_files([path], backends.get(""), generators.check)
     elif path.is_dir():
-        problems = check_folder(path, backends)
+        problems = check_folder(path, backends, generators.check)
     else:
         raise ConfigurationError(f"{path}: no such file or folder")
     emit(
@@ -120,11 +130,12 @@ def _problem_json(problem: Any) -> dict[str, Any]:
             "message": problem.message}  # fmt: skip
 
 
-def _backends(arguments: argparse.Namespace) -> dict[str, list[str]]:
+def _backends(
+    arguments: argparse.Namespace, settings: Settings | None
+) -> dict[str, list[str]]:
     """Backend names per environment folder, from `--config` when given."""
-    if arguments.config is None:
+    if settings is None:
         return {}
-    settings = load_settings(arguments.config)
     found = {
         env: list(config.backends) for env, config in settings.environments.items()
     }

@@ -26,8 +26,9 @@ from typing import Any
 import httpx
 import structlog
 
-from service.errors import BackendError, BackendUnavailable, InvalidRequest
-from service.rotation.generators import Minted, RotationContext
+from policies.model import GeneratorProblem
+from service.errors import BackendError, BackendUnavailable
+from service.rotation.generators import Minted, RotationContext, refuse, unknown_keys
 from service.rotation.settings import GeneratorEndpoint, RotationSettings
 from service.rotation.signing import (
     SIGNATURE_HEADER,
@@ -76,17 +77,30 @@ class HttpGenerator:
         return f"HttpGenerator(endpoint={self.name!r})"
 
     @classmethod
+    def validate(
+        cls, params: Mapping[str, Any], settings: RotationSettings | None
+    ) -> list[GeneratorProblem]:
+        """What is wrong with `{type: http, endpoint: NAME}`; the name is
+        checked only when the settings are known."""
+        problems = unknown_keys(params, ("endpoint",))
+        name = params.get("endpoint")
+        if name is None:
+            problems.append(GeneratorProblem("required field is missing", "endpoint"))
+        elif not isinstance(name, str):
+            problems.append(GeneratorProblem("expected a string", "endpoint"))
+        elif settings is not None and name not in settings.endpoints:
+            problems.append(
+                GeneratorProblem("must name one of rotation.endpoints", "endpoint")
+            )
+        return problems
+
+    @classmethod
     def from_params(
         cls, params: Mapping[str, Any], settings: RotationSettings
     ) -> HttpGenerator:
         """`{type: http, endpoint: NAME}`; raises InvalidRequest."""
-        if set(params) - {"endpoint"}:
-            raise InvalidRequest("generator http: unknown parameter")
-        name = params.get("endpoint")
-        if not isinstance(name, str) or name not in settings.endpoints:
-            raise InvalidRequest(
-                "generator http: endpoint must name one of rotation.endpoints"
-            )
+        refuse("http", cls.validate(params, settings))
+        name = params["endpoint"]
         return cls(name, settings.endpoints[name])
 
     def create(self, context: RotationContext) -> Minted:

@@ -13,6 +13,9 @@ import pytest
 
 from service.commands.client import VARIABLES
 from tests.e2e.conftest import ADMIN_SECRET, DevBroker
+from tests.service.harness import write_config
+
+LOCAL = {"default_backend": "local", "backends": {"local": {"type": "local"}}}
 
 pytestmark = pytest.mark.e2e
 
@@ -180,6 +183,39 @@ def test_policy_check_reports_file_line_and_field_offline(tmp_path: Path) -> Non
 
     assert done.returncode == 1
     assert f"{tmp_path / 'bad.yaml'}:6: services.billing-api.max_ttl:" in done.stdout
+
+
+def test_policy_check_reports_bad_generators_and_with_config_endpoint_names(
+    tmp_path: Path,
+) -> None:
+    """A short random length always; an unknown http endpoint once the
+    configuration says which endpoints there are."""
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "keys.yaml").write_text(
+        "secrets:\n"
+        "  payments/a:\n"
+        "    rotation: {every: 30d, grace: 1h, generator: {type: random, length: 12}}\n"
+        "  payments/b:\n"
+        "    rotation: {every: 30d, grace: 1h, generator: {type: http, endpoint: x}}\n"
+    )
+    config = write_config(tmp_path, {"dev": LOCAL})
+
+    def check(*options: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "service.cli", "policy", "check", *options,
+             str(policies)],
+            capture_output=True, text=True, timeout=60, check=False,
+            env={"PATH": os.environ.get("PATH", "")},
+        )  # fmt: skip
+
+    offline, configured = check(), check("--config", str(config), "--env", "dev")
+
+    short = "keys.yaml:3: secrets.payments/a.rotation.generator.length:"
+    endpoint = "keys.yaml:5: secrets.payments/b.rotation.generator.endpoint:"
+    assert (offline.returncode, configured.returncode) == (1, 1)
+    assert short in offline.stdout and endpoint not in offline.stdout
+    assert short in configured.stdout and endpoint in configured.stdout
 
 
 def test_audit_export_streams_the_reads_as_json_lines(

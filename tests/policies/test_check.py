@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from policies.check import check_folder
+from service.rotation.generators import GeneratorRegistry
+from service.rotation.settings import RotationSettings
 
 GOOD = """\
 services:
@@ -107,3 +111,68 @@ def test_a_problem_never_repeats_the_value(tmp_path: Path) -> None:
     (problem,) = check_folder(tmp_path)
 
     assert "sk_live_pasted_value" not in str(problem)
+
+
+ROTATED = """\
+secrets:
+  payments/key:
+    rotation:
+      every: 30d
+      grace: 1h
+      generator: {GENERATOR}
+"""
+GENERATOR_FIELD = "secrets.payments/key.rotation.generator"
+# Without a configuration: the defaults stand in, endpoint names go unchecked.
+OFFLINE = GeneratorRegistry(RotationSettings(), settings_known=False).check
+
+
+@pytest.mark.parametrize(
+    ("generator", "field", "message"),
+    [
+        ("{type: random, length: 12}", "length",
+         "must be an integer from 16 to 4096"),
+        ("{type: random, alphabet: 'a'}", "alphabet",
+         "must be one of alphanumeric, hex, base64url, printable"),
+        ("{type: random, lenght: 48}", "",
+         "key 2 is not a known field; allowed: type, length, alphabet"),
+        ("{type: nosuchgen}", "type", "no generator of this type is installed"),
+        ("{type: http}", "endpoint", "required field is missing"),
+    ],
+    ids=["short", "alphabet", "misspelt-key", "unknown-type", "no-endpoint"],
+)  # fmt: skip
+def test_a_generators_parameters_are_checked_at_their_line(
+    tmp_path: Path, generator: str, field: str, message: str
+) -> None:
+    _write(tmp_path, "keys.yaml", ROTATED.replace("{GENERATOR}", generator))
+
+    (problem,) = check_folder(tmp_path, generators=OFFLINE)
+
+    expected = f"{GENERATOR_FIELD}.{field}" if field else GENERATOR_FIELD
+    assert (problem.line, problem.field, problem.message) == (6, expected, message)
+
+
+def test_an_http_endpoint_name_is_checked_once_the_settings_are_known(
+    tmp_path: Path,
+) -> None:
+    _write(tmp_path, "keys.yaml", ROTATED.replace("{GENERATOR}", "{type: http, "
+                                                  "endpoint: nosuch}"))  # fmt: skip
+    configured = GeneratorRegistry(RotationSettings()).check
+
+    offline = check_folder(tmp_path, generators=OFFLINE)
+    (problem,) = check_folder(tmp_path, generators=configured)
+
+    assert offline == []
+    assert (problem.field, problem.message) == (
+        f"{GENERATOR_FIELD}.endpoint",
+        "must name one of rotation.endpoints",
+    )
+
+
+def test_a_generator_problem_never_repeats_the_value(tmp_path: Path) -> None:
+    generator = "{type: random, sk_live_canary: 1, alphabet: sk_live_canary}"
+    _write(tmp_path, "keys.yaml", ROTATED.replace("{GENERATOR}", generator))
+
+    problems = check_folder(tmp_path, generators=OFFLINE)
+
+    assert len(problems) == 2
+    assert "sk_live_canary" not in " ".join(map(str, problems))

@@ -18,6 +18,7 @@ from service.rotation.settings import RotationSettings
 
 CONTEXT = RotationContext("dev", "app/db", "r1")
 PLUGIN = """
+from policies.model import GeneratorProblem
 from service.rotation.generators import Minted
 from service.sensitive import Sensitive
 
@@ -29,6 +30,19 @@ class Fixed:
 
 def factory(params, settings):
     return Fixed()
+
+
+def validate(params, settings):
+    if params.get("word") != "fixed":
+        return [GeneratorProblem("must be the word fixed", "word")]
+    return []
+
+
+def checked(params, settings):
+    return Fixed()
+
+
+checked.validate = validate
 """
 
 
@@ -66,9 +80,9 @@ def test_an_unknown_generator_type_is_an_invalid_request() -> None:
         GeneratorRegistry(RotationSettings()).build("nonesuch", {})
 
 
-def test_a_plugin_generator_is_found_through_its_entry_point(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An installed plugin: `fixed` offers no check, `checked` one of its own."""
     (tmp_path / "tb_plugin_fixed.py").write_text(PLUGIN)
     info = tmp_path / "tb_plugin_fixed-1.0.dist-info"
     info.mkdir()
@@ -76,9 +90,58 @@ def test_a_plugin_generator_is_found_through_its_entry_point(
                                    "Version: 1.0\n")  # fmt: skip
     (info / "entry_points.txt").write_text(
         "[tokenbroker.generators]\nfixed = tb_plugin_fixed:factory\n"
+        "checked = tb_plugin_fixed:checked\n"
     )
     monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
 
+
+@pytest.mark.usefixtures("plugin")
+def test_a_plugin_generator_is_found_through_its_entry_point() -> None:
     generator = GeneratorRegistry(RotationSettings()).build("fixed", {})
 
     assert generator.create(CONTEXT).value.reveal() == b"from-plugin"
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [({"length": 12}, "must be an integer from 16 to 4096"),
+     ({"length": True}, "must be an integer from 16 to 4096"),
+     ({"alphabet": "a"}, "must be one of alphanumeric, hex, base64url, printable")],
+    ids=["short", "boolean", "alphabet"],
+)  # fmt: skip
+def test_random_parameters_are_checked_without_building_a_generator(
+    params: dict[str, object], message: str
+) -> None:
+    [problem] = GeneratorRegistry(RotationSettings()).check("random", params)
+
+    assert (problem.key, problem.message) == (next(iter(params)), message)
+
+
+def test_a_misspelt_parameter_is_marked_unknown_and_not_repeated() -> None:
+    [problem] = GeneratorRegistry(RotationSettings()).check("random", {"lenght": 48})
+
+    assert (problem.key, problem.unknown) == ("lenght", True)
+    assert "lenght" not in problem.message
+
+
+def test_an_unknown_type_is_a_problem_of_the_type_field() -> None:
+    [problem] = GeneratorRegistry(RotationSettings()).check("nosuchgen", {})
+
+    assert (problem.key, problem.message) == (
+        "type", "no generator of this type is installed",
+    )  # fmt: skip
+
+
+@pytest.mark.usefixtures("plugin")
+def test_a_plugin_that_offers_a_check_validates_its_own_parameters() -> None:
+    registry = GeneratorRegistry(RotationSettings())
+
+    [problem] = registry.check("checked", {"word": "other"})
+
+    assert (problem.key, problem.message) == ("word", "must be the word fixed")
+    assert registry.check("checked", {"word": "fixed"}) == []
+
+
+@pytest.mark.usefixtures("plugin")
+def test_a_plugin_without_a_check_is_only_known_to_exist() -> None:
+    assert GeneratorRegistry(RotationSettings()).check("fixed", {"any": 1}) == []
