@@ -176,6 +176,11 @@ class Policy:
         """Whether some document names the service `name`."""
         return name in self._views
 
+    @property
+    def admins(self) -> frozenset[str]:
+        """Every service some document makes an admin."""
+        return frozenset(name for name, view in self._views.items() if view.admin)
+
     def binding(self, secret_name: str) -> SecretDeclaration | None:
         """The declaration of `secret_name`, or None when no document declares it."""
         return self._bindings.get(secret_name)

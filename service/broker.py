@@ -61,7 +61,9 @@ class Broker:
         )
         self.engine: Engine = open_store(settings.store)
         self.credentials = CredentialStore(self.engine, self.kek, self.clock)
-        self.policies = PolicyStore(self.engine, self.clock)
+        self.policies = PolicyStore(
+            self.engine, self.clock, credentials=self.credentials
+        )
         self.secrets = SecretAccess(
             self.clock, max_value_bytes=settings.max_secret_bytes
         )

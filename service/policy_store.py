@@ -25,7 +25,9 @@ from policies.model import (
     PolicyDocument,
     parse_document,
 )
+from service.admins import keep_an_admin
 from service.clock import Clock, utc
+from service.credentials import CredentialStore
 from service.errors import InvalidRequest, NotFound, PolicyInvalid
 from service.policy_history import next_revision, record_revision
 from service.store.audit_tables import policy_revisions
@@ -52,7 +54,9 @@ class PolicyStore:
     """The named policy documents of every environment.
 
     `generators` checks the generators of every document put (the broker's
-    registry); documents already stored are read back without it.
+    registry); documents already stored are read back without it. With
+    `credentials`, a change that would leave no admin able to sign in is
+    refused (service/admins.py).
     """
 
     def __init__(
@@ -60,10 +64,12 @@ class PolicyStore:
         engine: Engine,
         clock: Clock,
         generators: GeneratorCheck | None = None,
+        credentials: CredentialStore | None = None,
     ) -> None:
         self._engine = engine
         self._clock = clock
         self.generators = generators
+        self._credentials = credentials
 
     def load(self, env: str, backends: Collection[str]) -> tuple[Policy, int]:
         """The environment's policy from every stored document, and its revision."""
@@ -107,7 +113,7 @@ class PolicyStore:
     ) -> Applied:
         """Validate and (unless `dry_run`) store a document.
 
-        Raises PolicyInvalid.
+        Raises PolicyInvalid, and Conflict when it would lock the admins out.
         """
         _check_name(name)
         document = parse_document(name, source, media_type, generators=self.generators)
@@ -119,6 +125,7 @@ class PolicyStore:
         }
         old = self._combine({**documents, **_maybe(stored, name)}, backends)
         new = self._combine({**documents, name: document}, backends)
+        self._keep_an_admin(env, old, new)
         with self._engine.connect() as connection:
             revision = next_revision(connection, env, name)
         if not dry_run:
@@ -130,7 +137,19 @@ class PolicyStore:
     def delete(
         self, env: str, name: str, *, backends: Collection[str], actor: str = "-"
     ) -> Policy:
-        """Remove a document and answer the policy without it. Raises NotFound."""
+        """Remove a document and answer the policy without it.
+
+        Raises NotFound, and Conflict when it would lock the admins out.
+        """
+        if self._credentials is not None:
+            stored = {
+                row.name: parse_document(row.name, row.source, row.media_type)
+                for row in self._rows(env)
+            }
+            if name in stored:
+                before = self._combine(stored, backends)
+                stored.pop(name)
+                self._keep_an_admin(env, before, self._combine(stored, backends))
         with self._engine.begin() as connection:
             revision = next_revision(connection, env, name)
             removed = connection.execute(
@@ -185,6 +204,10 @@ class PolicyStore:
                 actor=f"file:{path.name}",
             )
         return [path.stem for path in files]
+
+    def _keep_an_admin(self, env: str, before: Policy, after: Policy) -> None:
+        if self._credentials is not None:
+            keep_an_admin(env, before, after, self._credentials)
 
     def _combine(
         self, documents: dict[str, PolicyDocument], backends: Collection[str]

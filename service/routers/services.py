@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from service.admins import keep_an_admin_credential
 from service.audit_http import audited_change, source_address
 from service.clock import utc
 from service.dependencies import AdminDep, BrokerDep, EnvironmentDep
@@ -80,6 +81,10 @@ async def revoke_credential(
     async with audited_change(
         request, "credential.revoke", target=service, version=credential_id
     ):
+        await run_in_threadpool(
+            keep_an_admin_credential, environment.name, environment.policy,
+            broker.credentials, service, credential_id,
+        )  # fmt: skip
         await run_in_threadpool(
             broker.credentials.revoke, environment.name, service, credential_id
         )
