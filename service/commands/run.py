@@ -7,6 +7,10 @@ written to disk and nothing is printed; CMD's exit status is the command's.
 CMD gets the secrets it was given and not the credential that fetched them:
 the broker credential variables (`CREDENTIAL_VARIABLES`) are taken out of its
 environment, everything else is passed on.
+
+As in a shell, a CMD that cannot be found exits 127 and one that cannot be
+run 126, each with one line on standard error. A value no environment can hold
+(not text, or with a NUL byte) is refused naming its variable, never the value.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import sys
 from collections.abc import Mapping
 
 from service.commands.client import (
@@ -25,6 +30,8 @@ from service.commands.client import (
 from service.commands.secret import read_value
 from service.errors import ConfigurationError, InvalidRequest
 
+# A shell's exit statuses for a command it cannot find, and one it cannot run.
+NOT_FOUND, CANNOT_RUN = 127, 126
 _VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # What would let CMD act as the caller towards the broker, or reach its store:
 # the client secret, a ready token, and the store URL (it may hold a password).
@@ -69,14 +76,31 @@ def _run(api: Api, arguments: argparse.Namespace) -> int:
     environment = child_environment(os.environ)
     for variable, name in wanted:
         value, _ = read_value(api, name)
-        try:
-            environment[variable] = value.decode("utf-8")
-        except UnicodeDecodeError:
-            raise InvalidRequest(
-                f"secret {name!r} is not text; it cannot go into {variable}"
-            ) from None
+        environment[variable] = _text(value, name, variable)
     api.close()
-    os.execvpe(command[0], command, environment)  # noqa: S606 (the person's command)
+    try:
+        os.execvpe(command[0], command, environment)  # noqa: S606 (the person's command)
+    except OSError as error:
+        found = not isinstance(error, FileNotFoundError)
+        reason = error.strerror if found and error.strerror else "command not found"
+        sys.stderr.write(f"tokenbroker: run: {command[0]}: {reason.lower()}\n")
+        return CANNOT_RUN if found else NOT_FOUND
+
+
+def _text(value: bytes, name: str, variable: str) -> str:
+    """A value as an environment holds it. Raises InvalidRequest."""
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidRequest(
+            f"secret {name!r} is not text; it cannot go into {variable}"
+        ) from None
+    if "\x00" in text:
+        raise InvalidRequest(
+            f"secret {name!r} holds a NUL byte, which no environment variable "
+            f"can; it cannot go into {variable}"
+        )
+    return text
 
 
 def child_environment(inherited: Mapping[str, str]) -> dict[str, str]:

@@ -343,6 +343,50 @@ def test_run_keeps_the_broker_credentials_out_of_the_commands_environment(
     assert child["TOKENBROKER_CLIENT_ID"] == "billing-api"
 
 
+def test_run_of_a_command_that_does_not_exist_exits_127_in_one_line(
+    dev_broker: DevBroker, tmp_path: Path
+) -> None:
+    """As a shell does: no traceback."""
+    missing = str(tmp_path / "no-such-command")
+
+    done = tokenbroker(dev_broker, "run", "--", missing)
+
+    assert done.returncode == 127
+    assert done.stderr == f"tokenbroker: run: {missing}: command not found\n"
+
+
+def test_run_of_a_file_that_is_not_executable_exits_126_in_one_line(
+    dev_broker: DevBroker, tmp_path: Path
+) -> None:
+    script = tmp_path / "script.sh"
+    script.write_text("echo hello\n")
+    script.chmod(0o644)
+
+    done = tokenbroker(dev_broker, "run", "--", str(script))
+
+    assert done.returncode == 126
+    assert done.stderr == f"tokenbroker: run: {script}: permission denied\n"
+
+
+def test_run_refuses_a_secret_with_a_nul_byte_naming_its_variable(
+    dev_broker: DevBroker, billing: Path
+) -> None:
+    """No environment variable can hold it: one line, never the value."""
+    stored = tokenbroker(dev_broker, "secret", "put", "payments/nul",
+                         stdin="sk_nul_canary\x00tail")  # fmt: skip
+    assert stored.returncode == 0, stored.stderr
+
+    done = tokenbroker(
+        dev_broker, "run", "--secret", "NUL_KEY=payments/nul", "--",
+        sys.executable, "-c", "print('ran')",
+    )  # fmt: skip
+
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr.count("\n") == 1
+    assert "NUL_KEY" in done.stderr and "NUL byte" in done.stderr
+    assert "sk_nul_canary" not in done.stderr
+
+
 def test_run_refuses_json_as_a_usage_error(dev_broker: DevBroker) -> None:
     """`run` prints nothing of its own, so `--json` is refused, not ignored."""
     done = tokenbroker(dev_broker, "run", "--json", "--", sys.executable, "-c", "")
