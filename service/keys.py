@@ -22,7 +22,7 @@ import json
 import math
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -333,7 +333,7 @@ class KeyRing:
                 private_key=self._kek.wrap(raw, self._aad(kid)),
                 kek_id=self._kek.key_id,
                 created_at=utc(now),
-                activates_at=utc(activates),
+                activates_at=_stored(activates),
                 not_after=utc(not_after),
             )
         )
@@ -348,6 +348,17 @@ class KeyRing:
 
     def _aad(self, kid: str) -> bytes:
         return f"tokenbroker signing key\x00{self.env}\x00{kid}".encode()
+
+
+def _stored(moment: float) -> datetime:
+    """`moment` as the store keeps it, in whole microseconds, never later.
+
+    Rounded to the nearest, a key created to sign at once would read back as
+    activating a fraction of a microsecond after the `now` it was made for, and
+    nothing would sign at that `now`.
+    """
+    kept = utc(moment)
+    return kept - timedelta(microseconds=1) if kept.timestamp() > moment else kept
 
 
 def _state(row: Any, now: float, current: SigningKey | None) -> KeyState:

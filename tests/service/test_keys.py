@@ -8,6 +8,7 @@ from contextlib import contextmanager
 
 import jwt
 import pytest
+import structlog
 from sqlalchemy import Engine, event, func, select
 
 from service.crypto import KeyEncryptionKey
@@ -72,6 +73,28 @@ def key_count(engine: Engine) -> int:
                 select(func.count()).select_from(signing_keys)
             ).scalar_one()
         )
+
+
+@pytest.mark.parametrize(
+    "start",
+    [1_800_000_000.0000007, 1_800_000_000.9999996],
+    ids=["microsecond", "second"],
+)
+def test_a_new_environments_first_key_signs_at_once_without_an_alert(
+    engine: Engine, kek: KeyEncryptionKey, start: float
+) -> None:
+    """At a moment the store rounds up to the next microsecond, too."""
+    clock = FakeClock(start)
+
+    with structlog.testing.capture_logs() as logs:
+        keyring = KeyRing("dev", engine, kek, clock, SETTINGS)
+        keyring.load()
+        signing = keyring.signing_key()
+
+    events = [entry["event"] for entry in logs]
+    assert events.count("signing_key_created") == 1
+    assert "signing_key_unavailable" not in events
+    assert published(keyring) == {signing.kid}
 
 
 def test_successor_is_published_an_overlap_before_it_first_signs(
