@@ -26,11 +26,11 @@ from pydantic import ValidationError
 from policies.evaluate import Policy
 from policies.load import load_mapping
 from policies.model import (
-    DOCUMENT_NAME,
     GeneratorCheck,
     PolicyDocument,
     describe_errors,
     generator_problems,
+    validate_document_name,
 )
 from service.errors import PayloadTooLarge, PolicyInvalid
 
@@ -107,8 +107,10 @@ def check_file(
     that it takes part in the checks across documents.
     """
     name, shown = path.stem, str(path)
-    if not DOCUMENT_NAME.fullmatch(name):
-        message = "the file name is not a valid document name (letters, digits, . _ -)"
+    try:
+        validate_document_name(name)
+    except ValueError as error:
+        message = f"the file name cannot name a document: {error}"
         return None, None, [Problem(shown, None, WHOLE_DOCUMENT, message)]
     try:
         text = path.read_text(encoding="utf-8")

@@ -43,6 +43,9 @@ from service.validation import UNKNOWN_FIELD, allowed_fields, model_at
 
 SERVICE_NAME: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 DOCUMENT_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+# Names a route under policies/ takes for itself (GET policies/explain): a
+# document of that name could be stored but never read back.
+RESERVED_DOCUMENT_NAMES: Final = frozenset({"explain"})
 BACKEND_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 _BACKEND_PATH: Final = re.compile(r"[^\x00-\x1f\x7f]{1,1024}")
 _CRON_FIELD: Final = re.compile(r"[0-9A-Za-z*/,?#-]+")
@@ -57,6 +60,22 @@ def validate_service_name(name: str) -> None:
         raise ValueError(
             "a service name must be 1 to 63 lower-case letters, digits or '-', "
             "starting with a letter or digit"
+        )
+
+
+def validate_document_name(name: str) -> None:
+    """Return when `name` can name a new policy document; raise ValueError
+    otherwise. The one check of a document's name, wherever one comes from."""
+    if not isinstance(name, str) or not DOCUMENT_NAME.fullmatch(name):
+        raise ValueError(
+            "a policy document name is 1 to 128 ASCII letters, digits, '-', '_' "
+            "or '.', starting with a letter or digit"
+        )
+    if name in RESERVED_DOCUMENT_NAMES:
+        reserved = ", ".join(sorted(RESERVED_DOCUMENT_NAMES))
+        raise ValueError(
+            f"a policy document cannot be named {reserved}: the API takes "
+            "that name for an endpoint of its own"
         )
 
 

@@ -20,10 +20,10 @@ from sqlalchemy import Engine, delete, func, insert, select, update
 
 from policies.evaluate import Policy, ServiceChange, diff
 from policies.model import (
-    DOCUMENT_NAME,
     GeneratorCheck,
     PolicyDocument,
     parse_document,
+    validate_document_name,
 )
 from service.admins import keep_an_admin
 from service.clock import Clock, utc
@@ -284,8 +284,7 @@ def _maybe(stored: dict[str, Any], name: str) -> dict[str, PolicyDocument]:
 
 
 def _check_name(name: str) -> None:
-    if not DOCUMENT_NAME.fullmatch(name):
-        raise InvalidRequest(
-            "a policy document name is 1 to 128 ASCII letters, digits, '-', '_' "
-            "or '.', starting with a letter or digit"
-        )
+    try:
+        validate_document_name(name)
+    except ValueError as error:
+        raise InvalidRequest(str(error)) from None

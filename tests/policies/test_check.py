@@ -176,3 +176,13 @@ def test_a_generator_problem_never_repeats_the_value(tmp_path: Path) -> None:
 
     assert len(problems) == 2
     assert "sk_live_canary" not in " ".join(map(str, problems))
+
+
+def test_a_file_named_after_an_endpoint_is_reported(tmp_path: Path) -> None:
+    """`explain.yaml` could be applied but never read back through the API."""
+    path = _write(tmp_path, "explain.yaml", GOOD)
+
+    (problem,) = check_folder(tmp_path)
+
+    assert problem.file == str(path)
+    assert "cannot be named explain" in problem.message

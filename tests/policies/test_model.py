@@ -8,7 +8,13 @@ import textwrap
 import pytest
 
 from policies.match import Pattern
-from policies.model import PolicyDocument, Retire, parse_document
+from policies.model import (
+    RESERVED_DOCUMENT_NAMES,
+    PolicyDocument,
+    Retire,
+    parse_document,
+    validate_document_name,
+)
 from service.errors import InvalidRequest, PolicyInvalid
 
 CANARY = "CANARY-7f3a"
@@ -400,3 +406,16 @@ def test_document_name_is_checked_without_being_repeated(name: str) -> None:
 
     assert not isinstance(caught.value, PolicyInvalid)
     assert CANARY not in caught.value.message
+
+
+@pytest.mark.parametrize("name", sorted(RESERVED_DOCUMENT_NAMES))
+def test_a_name_an_endpoint_takes_cannot_name_a_document(name: str) -> None:
+    """`explain` would be stored but never read back: GET policies/explain is
+    the explain endpoint."""
+    with pytest.raises(ValueError, match="cannot be named"):
+        validate_document_name(name)
+
+
+def test_a_document_name_may_contain_a_reserved_one() -> None:
+    """Only the exact name is taken: `explain-rules` is a name like any."""
+    validate_document_name("explain-rules")
