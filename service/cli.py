@@ -109,13 +109,19 @@ def _serve(arguments: argparse.Namespace) -> int:
         overrides = {"policies_dir": arguments.policies} if arguments.policies else {}
         settings = load_settings(arguments.config, **overrides)
 
-    public_url = settings.public_url or f"http://{arguments.host}:{arguments.port}"
+    listening = f"http://{_url_host(arguments.host)}:{arguments.port}"
+    public_url = settings.public_url or listening
     broker = Broker(settings, public_url=public_url, only_env=arguments.env)
     if arguments.dev:
         _announce_dev(broker, arguments.dev_admin_secret)
+    # Where it listens, and the issuer's URL when a proxy or another name
+    # stands in front of it.
+    public = (
+        "" if public_url.rstrip("/") == listening else f" (public URL {public_url})"
+    )
     sys.stdout.write(
         f"tokenbroker serving {', '.join(sorted(broker.environments))} "
-        f"at {public_url}\n"
+        f"at {listening}{public}\n"
     )
     sys.stdout.flush()
     try:
@@ -136,6 +142,11 @@ def _serve(arguments: argparse.Namespace) -> int:
     finally:
         broker.close()
     return 0
+
+
+def _url_host(host: str) -> str:
+    """`host` as a URL writes it: an IPv6 address goes in brackets."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 def _announce_dev(broker: Broker, fixed_secret: str | None) -> None:

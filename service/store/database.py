@@ -8,6 +8,7 @@ on PostgreSQL so that replicas starting together do not race.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +49,21 @@ def _engine_options(url: str) -> dict[str, Any]:
         return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 10}
     database = make_url(url).database
     if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        _create_private(Path(database))
     return {"connect_args": {"check_same_thread": False, "timeout": 30}}
+
+
+def _create_private(database: Path) -> None:
+    """Create the SQLite file readable by its owner only, whatever the umask.
+
+    SQLite gives the `-wal` and `-shm` files it makes the database file's mode.
+    """
+    database.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        descriptor = os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(descriptor)
 
 
 def migrate(engine: Engine) -> None:

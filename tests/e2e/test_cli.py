@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from service.commands.client import VARIABLES
+from tests.e2e import configured
+from tests.e2e.broker_process import BrokerProcess
 from tests.e2e.conftest import ADMIN_SECRET, DevBroker
-from tests.service.harness import write_config
-
-LOCAL = {"default_backend": "local", "backends": {"local": {"type": "local"}}}
 
 pytestmark = pytest.mark.e2e
 
@@ -27,6 +27,7 @@ services:
       write: ["payments/*"]
 """
 VALUE = "sk_cli_example_value"
+PUBLIC_URL = "http://broker.example:8090"
 
 
 def tokenbroker(
@@ -199,7 +200,7 @@ def test_policy_check_reports_bad_generators_and_with_config_endpoint_names(
         "  payments/b:\n"
         "    rotation: {every: 30d, grace: 1h, generator: {type: http, endpoint: x}}\n"
     )
-    config = write_config(tmp_path, {"dev": LOCAL})
+    config = configured.write_config(tmp_path, {"dev": configured.LOCAL})
 
     def check(*options: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -209,13 +210,33 @@ def test_policy_check_reports_bad_generators_and_with_config_endpoint_names(
             env={"PATH": os.environ.get("PATH", "")},
         )  # fmt: skip
 
-    offline, configured = check(), check("--config", str(config), "--env", "dev")
+    offline, known = check(), check("--config", str(config), "--env", "dev")
 
     short = "keys.yaml:3: secrets.payments/a.rotation.generator.length:"
     endpoint = "keys.yaml:5: secrets.payments/b.rotation.generator.endpoint:"
-    assert (offline.returncode, configured.returncode) == (1, 1)
+    assert (offline.returncode, known.returncode) == (1, 1)
     assert short in offline.stdout and endpoint not in offline.stdout
-    assert short in configured.stdout and endpoint in configured.stdout
+    assert short in known.stdout and endpoint in known.stdout
+
+
+def test_serve_prints_where_it_listens_and_its_public_url_when_they_differ(
+    tmp_path: Path,
+) -> None:
+    """A replica behind a balancer: its own port, and the issuer's URL. A fresh
+    store's first keys raise no alert either."""
+    config = configured.write_config(tmp_path)
+    settings = yaml.safe_load(config.read_text())
+    config.write_text(yaml.safe_dump({**settings, "public_url": PUBLIC_URL}))
+
+    process = BrokerProcess(tmp_path, ["--config", str(config)], {})
+    process.stop()
+
+    output = process.output()
+    assert (
+        f"tokenbroker serving dev, prod at http://127.0.0.1:{process.port} "
+        f"(public URL {PUBLIC_URL})\n"
+    ) in output
+    assert "signing_key_unavailable" not in output
 
 
 def test_audit_export_streams_the_reads_as_json_lines(
