@@ -27,6 +27,8 @@ MODULES = {
     "aws": "backends.aws",
     "azure": "backends.azure",
 }
+# The package extra that installs each backend's SDK (pyproject.toml).
+EXTRAS = {"vault": "vault", "aws": "aws", "azure": "azure"}
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,9 @@ def _module(where: str, kind: str) -> ModuleType:
     try:
         return importlib.import_module(MODULES[kind])
     except ImportError as error:
+        extra = EXTRAS.get(kind, "all")
         raise ConfigurationError(
-            f"{where}: the {kind} backend cannot be loaded ({error.name} missing)"
+            f"{where}: the {kind} backend cannot be loaded ({error.name} missing); "
+            f"install the '{extra}' extra: pip install '.[{extra}]' in the "
+            f"repository, or '.[all]' for every backend"
         ) from None

@@ -6,7 +6,10 @@ mount Vault resolves the name to (longest prefix), so `team/kv` works and
 `team/kv/app` is refused with the right split, and it must be KV version 2.
 The check runs at start-up, which a wrong mount stops; when the server cannot
 answer then, it runs again on first use, and until it passes every request
-answers 503 `backend_misconfigured` (or the server's own failure).
+answers 503 `backend_misconfigured` (or the server's own failure). Vault
+refuses a name that is no mount with the 403 it gives a token without access;
+`sys/mounts`, when the token may read it, tells the two apart, and otherwise
+the 502 `backend_unauthorized` says in its detail to check the mount name too.
 Each operation builds one URL, `{mount}/{data|metadata|delete|undelete}/
 {path_prefix}{path}`; a path starting with `data/` or `metadata/` is refused
 with a message naming the mistake. `namespace` goes into the
@@ -49,7 +52,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 from urllib.parse import quote
 
 import requests
@@ -71,6 +74,7 @@ from service.clock import Clock, utc
 from service.errors import (
     BackendError,
     BackendMisconfigured,
+    BackendUnauthorized,
     ConfigurationError,
     Conflict,
     InvalidRequest,
@@ -596,7 +600,10 @@ class VaultBackend:
             if self._mount_checked:
                 return
             mount = self._config.mount
-            answer = self._vault.request("GET", f"sys/internal/ui/mounts/{mount}")
+            try:
+                answer = self._vault.request("GET", f"sys/internal/ui/mounts/{mount}")
+            except BackendUnauthorized as refused:
+                self._refused_mount(mount, refused)
             problem = _mount_problem(mount, answer.get("data") or {})
             if problem is not None:
                 message, detail = problem
@@ -611,6 +618,30 @@ class VaultBackend:
                     f"{self._key}.mount {message}", detail=detail
                 )
             self._mount_checked = True
+
+    def _refused_mount(self, mount: str, refused: BackendUnauthorized) -> NoReturn:
+        """Vault answers 403 alike for a mount that does not exist and for one
+        the broker's token may not use; `sys/mounts`, when the token may read
+        it, tells which. Raises BackendMisconfigured, or BackendUnauthorized
+        whose detail says to check the mount's name too."""
+        try:
+            listed = self._vault.request("GET", "sys/mounts")
+        except BackendUnauthorized:
+            raise BackendUnauthorized(
+                refused.message,
+                detail=f"{refused.detail}; vault refuses a mount that does not "
+                f"exist as it refuses a token: check that {self._key}.mount names "
+                f"a mount of the server ({mount!r}) as well as the token's policy",
+            ) from refused
+        mounts = {str(path).strip("/") for path in listed.get("data") or {}}
+        if any(mount == path or mount.startswith(f"{path}/") for path in mounts):
+            raise refused
+        detail = f"no mount is named {mount!r}"
+        log.error("vault.mount_refused", backend=self.name, key=self._key,
+                  mount=mount, reason=detail)  # fmt: skip
+        raise BackendMisconfigured(
+            f"{self._key}.mount names no mount of the vault server", detail=detail
+        ) from refused
 
     def _walk(self, walk: _Walk, folder: str, stem: str) -> None:
         """Depth first, keys sorted: paths come out in code point order."""

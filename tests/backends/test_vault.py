@@ -29,6 +29,7 @@ from backends.vault_auth import (
 from service.errors import (
     BackendError,
     BackendMisconfigured,
+    BackendUnauthorized,
     BackendUnavailable,
     ConfigurationError,
     Conflict,
@@ -43,7 +44,7 @@ from service.errors import (
 )
 from service.sensitive import Sensitive
 from tests.backends.providers import Providers
-from tests.backends.providers.vault import Provider
+from tests.backends.providers.vault import MOUNT, Provider
 
 HOUR = 3600.0
 
@@ -285,6 +286,46 @@ def test_kv_version_1_mount_stops_start_up_naming_key_and_mount(
         "environments.prod.backends.vault.mount names a KV version 1 mount"
     )
     assert f"mount {mount!r} is type kv, version 1" in message
+
+
+def test_a_misspelt_mount_stops_start_up_when_the_token_may_list_mounts(
+    vault: Provider,
+) -> None:
+    """Vault refuses a name that is no mount with a 403; sys/mounts tells."""
+    config = parse_config("prod.vault", vault.broker_options(mount="kv-prdo"))
+    context = BackendContext("prod", None, None, MovableClock())  # type: ignore[arg-type]
+
+    with pytest.raises(ConfigurationError) as refused:
+        create("vault", config, context)  # type: ignore[arg-type]
+
+    assert refused.value.message == (
+        "environments.prod.backends.vault.mount names no mount of the vault "
+        "server (no mount is named 'kv-prdo')"
+    )
+
+
+def test_a_refused_mount_check_says_to_check_the_mount_name_too(
+    vault: Provider, tmp_path: Path
+) -> None:
+    """A token that may not list mounts cannot tell a misspelt mount from a
+    refusal: the 502's detail names both."""
+    policy = unique("kv-only")
+    rules = f'path "{MOUNT}/*" {{ capabilities = ["read"] }}'
+    vault.api("PUT", f"sys/policies/acl/{policy}", {"policy": rules})
+    created = vault.api("POST", "auth/token/create", {"policies": [policy]})
+    token_file = tmp_path / "token"
+    token_file.write_text(created["auth"]["client_token"] + "\n")
+    backend = vault.new_backend(
+        mount="kv-prdo", auth={"method": "token", "token_file": str(token_file)}
+    )
+
+    with pytest.raises(BackendUnauthorized) as refused:
+        backend.read("app/db")
+
+    assert refused.value.status == 502
+    assert "check that vault.mount names a mount of the server ('kv-prdo')" in (
+        refused.value.detail
+    )
 
 
 def test_mount_fixed_on_the_server_serves_without_a_restart(vault: Provider) -> None:

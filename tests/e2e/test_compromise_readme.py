@@ -7,14 +7,17 @@ import subprocess
 from pathlib import Path
 
 from tests.e2e.broker_process import BrokerProcess
-from tests.e2e.test_readme import readme_block
+from tests.e2e.test_readme import EXPIRED, readme_block
 
 
 def test_compromise_walkthrough_reports_the_reader_and_refuses_its_token(
     tmp_path: Path,
 ) -> None:
-    script = readme_block("Walk-through with curl") + readme_block(
-        "Compromise response"
+    """Even when the walk-through ran long ago and its tokens have expired."""
+    script = (
+        readme_block("Walk-through with curl")
+        + EXPIRED
+        + readme_block("Compromise response")
     )
     broker = BrokerProcess(tmp_path, ["--dev"], {})
     try:
@@ -35,7 +38,8 @@ def test_compromise_walkthrough_reports_the_reader_and_refuses_its_token(
     report, _end = decoder.raw_decode(result.stdout, result.stdout.index('{"id"'))
     assert (report["state"], report["new_version"]) == ("contained", "2")
     assert [(s["service"], s["reads"]) for s in report["services"]] == [
-        ("billing-api", 1)
+        ("billing-api", 2)
     ]
+    assert len(report["tokens_revoked"]) == 2
     last, _end = decoder.raw_decode(result.stdout[result.stdout.rfind("{") :])
     assert last["error"] == "invalid_token"
