@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service.broker import Broker
-from service.http import BodyLimit, RequestLog, install_error_handlers
+from service.http import BodyLimit, PathGuard, RequestLog, install_error_handlers
 from service.metrics import RequestMetrics
 from service.readiness import Readiness
 from service.refusals import flush_periodically
@@ -55,6 +55,7 @@ def create_app(broker: Broker) -> FastAPI:
     body_limit = max(
         MIN_BODY_LIMIT, broker.settings.max_secret_bytes * BODY_OVERHEAD_FACTOR
     )
+    app.add_middleware(PathGuard)
     app.add_middleware(BodyLimit, max_bytes=body_limit)
     app.add_middleware(RequestMetrics, metrics=broker.observed)
     app.add_middleware(RequestLog)

@@ -343,7 +343,7 @@ def test_a_nul_byte_in_a_header_is_400(dev_broker: DevBroker) -> None:
 TRAVERSALS = [
     "a/../b", "../x", "../../../../etc/passwd", "a/./b", "%2e%2e/x", "a/%2e%2e/b",
     "a/%2E%2E/b", ".", "a//b", "a/b/", "%2Fa", "a%00b", "a/b%00", "a%2f%2e%2e%2fb",
-    "a\\..\\b",
+    "a\\..\\b", "a%0Ab", "a%0A", "a%0D%0Ab",
 ]  # fmt: skip
 
 

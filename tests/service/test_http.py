@@ -6,6 +6,7 @@ import base64
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from service.bootstrap import ADMIN_SERVICE
@@ -63,3 +64,46 @@ def test_one_authorization_header_is_still_enough(local: LocalBroker) -> None:
     )
 
     assert response.status_code == 200
+
+
+def _without_request_id(response: httpx.Response) -> tuple[int, dict[str, object]]:
+    body = dict(response.json())
+    body.pop("request_id", None)
+    return response.status_code, body
+
+
+def test_a_line_break_in_a_secret_name_is_400_like_any_control_character(
+    local: LocalBroker,
+) -> None:
+    """%0A no longer misses every route: it is refused as %01 is, with a reason."""
+    headers = local.bearer(local.admin_token("dev"))
+
+    line_break = local.call("GET", "/v1/dev/secrets/a%0Ab", headers=headers)
+    control = local.call("GET", "/v1/dev/secrets/a%01b", headers=headers)
+
+    assert _without_request_id(line_break) == _without_request_id(control)
+    assert (line_break.status_code, line_break.json()["error"]) == (
+        400, "invalid_request",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/v1/dev/secrets/app/db%0A", "/v1/dev/secrets/app/db/rotate%0A"],
+    ids=["read", "sub-route"],
+)
+def test_a_trailing_line_break_never_reaches_the_secret_without_it(
+    local: LocalBroker, path: str
+) -> None:
+    """`app/db%0A` is not `app/db`: route patterns no longer end before it."""
+    headers = local.bearer(local.admin_token("dev"))
+    written = local.call(
+        "PUT", "/v1/dev/secrets/app/db", headers=headers, json={"value": "<VALUE>"}
+    )
+    assert written.status_code == 200
+
+    method = "POST" if "rotate" in path else "GET"
+    response = local.call(method, path, headers=headers)
+
+    assert response.status_code == 400
+    assert "<VALUE>" not in response.text
