@@ -32,8 +32,11 @@ def test_a_backend_whose_sdk_is_missing_names_the_extra_to_install(
     for module in [name for name in sys.modules
                    if name.startswith(registry.MODULES[kind])]:  # fmt: skip
         monkeypatch.delitem(sys.modules, module)
+    # An import of the package, or of any module in it, fails as when absent.
     for package in SDKS[kind]:
-        monkeypatch.setitem(sys.modules, package, None)
+        inside = [name for name in sys.modules if name.startswith(f"{package}.")]
+        for module in (package, *inside):
+            monkeypatch.setitem(sys.modules, module, None)
 
     with pytest.raises(ConfigurationError) as refused:
         registry.parse_config(f"environments.prod.backends.{kind}", OPTIONS[kind])
