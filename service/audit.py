@@ -129,13 +129,17 @@ class AuditLog:
     ) -> AuditRecord:
         """`record` for the event loop: awaits the batch's commit."""
         event = self.event(env, action, outcome, **fields)
-        waiter: asyncio.Future[AuditRecord] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[AuditRecord] = loop.create_future()
         self._enqueue(_Pending(event, None, waiter))
+        # One timer on the waiter rather than asyncio.timeout around the await:
+        # this runs on every request, and a timeout scope costs several times
+        # as much (it reschedules, cancels and uncancels the task).
+        timer = loop.call_later(self._wait, _give_up, waiter)
         try:
-            async with asyncio.timeout(self._wait):
-                return await waiter
-        except TimeoutError:
-            raise _unavailable() from None
+            return await waiter
+        finally:
+            timer.cancel()
 
     def event(self, env: str, action: str, outcome: str, **fields: Any) -> AuditEvent:
         """An event stamped now. Raises TypeError for detail that is not JSON."""
@@ -240,6 +244,12 @@ def _settle(batch: list[_Pending], written: Sequence[AuditRecord | None]) -> Non
 
 
 _Outcome = tuple["asyncio.Future[AuditRecord]", "AuditRecord | None"]
+
+
+def _give_up(waiter: asyncio.Future[AuditRecord]) -> None:
+    """The commit took longer than the wait: the request fails with 503."""
+    if not waiter.done():
+        waiter.set_exception(_unavailable())
 
 
 def _resolve(outcomes: list[_Outcome]) -> None:

@@ -8,6 +8,7 @@ the hot ones, and cost little.
 
 from __future__ import annotations
 
+import itertools
 import re
 import secrets
 import time
@@ -41,6 +42,11 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Request ids need to be unique, not unpredictable: a random prefix per process
+# and a counter cost far less than random bytes drawn for every request
+# (os.urandom is a system call each time).
+_ID_PREFIX = secrets.token_hex(4)
+_ID_COUNTER = itertools.count()
 STATUS_CODES = {
     400: "invalid_request",
     401: "invalid_token",
@@ -211,19 +217,28 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+RequestObserver = Callable[[Scope, int, float], None]
+
+
 class RequestLog:
     """Give each request an id, bound to every event it logs, and log one line
-    when it ends."""
+    when it ends.
 
-    def __init__(self, app: ASGIApp) -> None:
+    `observe` hears of every finished request (its scope, status and seconds):
+    the metrics count it there, rather than in a middleware of their own, which
+    would wrap every request and every message it sends a second time.
+    """
+
+    def __init__(self, app: ASGIApp, observe: RequestObserver | None = None) -> None:
         self.app = app
+        self.observe = observe
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         offered = _header(scope, b"x-request-id")
-        request_id = offered if offered and _safe_id(offered) else secrets.token_hex(8)
+        request_id = offered if offered and _safe_id(offered) else _new_request_id()
         scope["request_id"] = request_id
         started = time.perf_counter()
         status = 500
@@ -245,12 +260,15 @@ class RequestLog:
             try:
                 await self.app(scope, receive, send_with_id)
             finally:
+                seconds = time.perf_counter() - started
+                if self.observe is not None:
+                    self.observe(scope, status, seconds)
                 log.info(
                     "request",
                     method=scope["method"],
                     path=scope["path"],
                     status=status,
-                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                    duration_ms=round(seconds * 1000, 2),
                 )
 
 
@@ -259,6 +277,12 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             return str(value.decode("latin-1"))
     return None
+
+
+def _new_request_id() -> str:
+    """16 hex digits, like the random ids of before, unique within a process
+    for 2**32 requests and across processes by their prefix."""
+    return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFF:08x}"
 
 
 def _safe_id(value: str) -> bool:

@@ -16,7 +16,6 @@ Rotation registers its own metrics (service/rotation/metrics.py).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -24,7 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from backends.base import SecretBackend
 from service.errors import TokenBrokerError
-from service.http import ASGIApp, Message, Receive, Scope, Send
+from service.http import Scope
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
@@ -95,31 +94,13 @@ class BrokerMetrics:
 
 
 class RequestMetrics:
-    """ASGI middleware counting requests and timing the two hot paths."""
+    """Counts requests and times the two hot paths, as `RequestLog` observes
+    each finished request (service/http.py)."""
 
-    def __init__(self, app: ASGIApp, metrics: BrokerMetrics) -> None:
-        self.app = app
+    def __init__(self, metrics: BrokerMetrics) -> None:
         self.metrics = metrics
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_seen(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_seen)
-        finally:
-            self._observe(scope, status, time.perf_counter() - started)
-
-    def _observe(self, scope: Scope, status: int, seconds: float) -> None:
+    def observe(self, scope: Scope, status: int, seconds: float) -> None:
         route = scope.get("route")
         template = getattr(route, "path", None) or UNMATCHED
         method = scope["method"]
