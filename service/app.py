@@ -62,7 +62,11 @@ def create_app(broker: Broker) -> FastAPI:
     )
     app.add_middleware(PathGuard)
     app.add_middleware(BodyLimit, max_bytes=body_limit)
-    app.add_middleware(RequestLog, observe=RequestMetrics(broker.observed).observe)
+    app.add_middleware(
+        RequestLog,
+        observe=RequestMetrics(broker.observed).observe,
+        audit=broker.audit,
+    )
     return app
 
 

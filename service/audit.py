@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -42,10 +41,12 @@ log = structlog.get_logger(__name__)
 
 MAX_BATCH = 512
 WAIT_SECONDS = 10.0
-# Under concurrent load the writer waits this long after the first event of a
-# batch, so that one commit carries many requests' records: a commit costs far
-# more than a record, and the wait is small beside a loaded request's latency.
-# An idle broker (a batch of one) commits at once.
+# Under concurrent load the writer waits up to this long after the first event
+# of a batch, so that one commit carries many requests' records: a commit costs
+# far more than a record. It stops waiting as soon as every request the app is
+# serving has its record in the batch, since no other record can come before
+# the commit then, and the process would only sit idle. An idle broker (a batch
+# of one) commits at once.
 GATHER_SECONDS = 0.003
 GENESIS = "0" * 64
 # Column widths of audit_records: longer text is cut, never refused, so that one
@@ -93,6 +94,12 @@ class AuditLog:
         self._queue: queue.SimpleQueue[_Pending | object] = queue.SimpleQueue()
         self._closed = False
         self._busy = False
+        # Requests the app is serving (`request_started`/`request_finished`,
+        # in the event loop), and the writer's signal that all of them wait on
+        # the batch it is gathering.
+        self._serving = 0
+        self._gathering = False
+        self._all_waiting = threading.Event()
         # Whether the latest commit failed: readiness then tries a write.
         self._failing = False
         self._thread = threading.Thread(
@@ -132,6 +139,7 @@ class AuditLog:
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[AuditRecord] = loop.create_future()
         self._enqueue(_Pending(event, None, waiter))
+        self._wake_if_all_waiting()
         # One timer on the waiter rather than asyncio.timeout around the await:
         # this runs on every request, and a timeout scope costs several times
         # as much (it reschedules, cancels and uncancels the task).
@@ -140,6 +148,22 @@ class AuditLog:
             return await waiter
         finally:
             timer.cancel()
+
+    def request_started(self) -> None:
+        """A request has come in (called by the request middleware)."""
+        self._serving += 1
+
+    def request_finished(self) -> None:
+        """A request has been answered: the batch may now hold every record
+        that can come."""
+        self._serving -= 1
+        self._wake_if_all_waiting()
+
+    def _wake_if_all_waiting(self) -> None:
+        # Read without a lock: a stale count only ends a wait a little early
+        # or lets it run to GATHER_SECONDS, never loses a record.
+        if self._gathering and self._queue.qsize() + 1 >= self._serving:
+            self._all_waiting.set()
 
     def event(self, env: str, action: str, outcome: str, **fields: Any) -> AuditEvent:
         """An event stamped now. Raises TypeError for detail that is not JSON."""
@@ -185,7 +209,7 @@ class AuditLog:
                 break
             batch = [first]
             if self._busy:
-                time.sleep(GATHER_SECONDS)
+                self._gather()
             while len(batch) < self._max_batch:
                 try:
                     item = self._queue.get_nowait()
@@ -197,6 +221,15 @@ class AuditLog:
                 batch.append(item)
             self._busy = len(batch) > 1
             self._commit([item for item in batch if isinstance(item, _Pending)])
+
+    def _gather(self) -> None:
+        """Wait until every request being served has queued its record, or
+        GATHER_SECONDS have passed."""
+        self._all_waiting.clear()
+        self._gathering = True
+        self._wake_if_all_waiting()
+        self._all_waiting.wait(GATHER_SECONDS)
+        self._gathering = False
 
     def _commit(self, batch: list[_Pending]) -> None:
         try:

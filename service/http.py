@@ -21,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.audit import AuditUnavailable
+from service.audit import AuditLog, AuditUnavailable
 from service.audit_http import audit_failure
 from service.errors import (
     AuthenticationFailed,
@@ -226,12 +226,20 @@ class RequestLog:
 
     `observe` hears of every finished request (its scope, status and seconds):
     the metrics count it there, rather than in a middleware of their own, which
-    would wrap every request and every message it sends a second time.
+    would wrap every request and every message it sends a second time. `audit`
+    hears when each request starts and ends, so that its writer knows when
+    every request being served waits on its commit.
     """
 
-    def __init__(self, app: ASGIApp, observe: RequestObserver | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        observe: RequestObserver | None = None,
+        audit: AuditLog | None = None,
+    ) -> None:
         self.app = app
         self.observe = observe
+        self.audit = audit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -256,10 +264,14 @@ class RequestLog:
 
         # Every event logged while the request runs carries its id, in threads
         # it hands work to as well (they run in a copy of its context).
+        if self.audit is not None:
+            self.audit.request_started()
         with structlog.contextvars.bound_contextvars(request_id=request_id):
             try:
                 await self.app(scope, receive, send_with_id)
             finally:
+                if self.audit is not None:
+                    self.audit.request_finished()
                 seconds = time.perf_counter() - started
                 if self.observe is not None:
                     self.observe(scope, status, seconds)

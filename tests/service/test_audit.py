@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -191,3 +192,50 @@ def test_a_record_made_without_the_writer_fails_as_unavailable(
     """`tokenbroker bootstrap` then changes nothing, as the API would not."""
     with _table_gone(engine, "audit_records"), pytest.raises(AuditUnavailable):
         record_now(engine, clock, "prod", "credential.create", "requested")
+
+
+# The writer's gathering: generous bounds, never timings. A gather that ran to
+# its full length (60 s here) would fail each of these by far.
+LONG_GATHER = 60.0
+
+
+def _gathering(audit: AuditLog, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the writer gather every batch, as it does under load, for long."""
+    monkeypatch.setattr("service.audit.GATHER_SECONDS", LONG_GATHER)
+    monkeypatch.setattr(audit, "_busy", True)
+
+
+def test_a_batch_commits_once_every_request_being_served_waits_on_it(
+    audit: AuditLog, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _gathering(audit, monkeypatch)
+
+    async def three_requests() -> None:
+        for _ in range(3):
+            audit.request_started()
+        reads = [audit.submit("prod", "secret.read", version=str(n)) for n in range(3)]
+        await asyncio.wait_for(asyncio.gather(*reads), timeout=10)
+
+    asyncio.run(three_requests())
+
+    assert verify(engine, "prod").records == 3
+
+
+def test_a_batch_waits_for_a_request_still_at_work_until_it_ends(
+    audit: AuditLog, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _gathering(audit, monkeypatch)
+
+    async def one_waits_one_works() -> bool:
+        audit.request_started()
+        audit.request_started()
+        read = asyncio.ensure_future(audit.submit("prod", "secret.read"))
+        await asyncio.sleep(0.3)
+        held = not read.done()
+        audit.request_finished()  # the other request answered without a record
+        await asyncio.wait_for(read, timeout=10)
+        return held
+
+    held = asyncio.run(one_waits_one_works())
+
+    assert (held, verify(engine, "prod").records) == (True, 1)
