@@ -13,7 +13,7 @@ that only overlaps a granted pattern still holds.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final
 
@@ -111,7 +111,7 @@ class _ServiceView:
 class Policy:
     """The merged policy of one environment; build it with `from_documents`."""
 
-    __slots__ = ("_bindings", "_documents", "_lock", "_memo", "_views")
+    __slots__ = ("_bindings", "_documents", "_explained", "_lock", "_memo", "_views")
 
     def __init__(
         self,
@@ -123,6 +123,8 @@ class Policy:
         self._views = dict(views)
         self._bindings = dict(bindings)
         self._memo: LRUCache[tuple[str, Action, str], Decision] = LRUCache(MEMO_SIZE)
+        # Every token request asks for its scopes: the same few, again and again.
+        self._explained: LRUCache[tuple[str, str], Decision] = LRUCache(MEMO_SIZE)
         self._lock = threading.Lock()
 
     @classmethod
@@ -219,9 +221,20 @@ class Policy:
         if view is None:
             return Decision(False, None, None, UNKNOWN_SERVICE)
         try:
-            return _judge(view, scope)
+            return self._judged(service, view, scope)
         except ValueError as error:
             raise InvalidRequest(f"scope: {error}") from None
+
+    def _judged(self, service: str, view: _ServiceView, scope: str) -> Decision:
+        """`_judge`, remembered. Raises ValueError for a malformed scope."""
+        key = (service, scope)
+        with self._lock:
+            decision = self._explained.get(key)
+        if decision is None:
+            decision = _judge(view, scope)
+            with self._lock:
+                self._explained[key] = decision
+        return decision
 
     def grant(
         self,
@@ -242,7 +255,9 @@ class Policy:
             raise UnknownService(UNKNOWN_SERVICE, refused=requested)
 
         if audience is None:
-            scopes = _broker_scopes(view, requested)
+            scopes = _broker_scopes(
+                view, requested, lambda scope: self._judged(service, view, scope)
+            )
         else:
             scopes = _audience_scopes(view, audience, requested)
         return Grant(scopes, view.max_ttl)
@@ -399,20 +414,22 @@ def _partly_or_nothing(view: _ServiceView, scope: SecretScope) -> Decision:
     return _nothing()
 
 
-def _grantable(view: _ServiceView, scope: str) -> bool:
+def _grantable(judge: Callable[[str], Decision], scope: str) -> bool:
     if not is_broker_scope(scope):
         return False
     try:
-        return _judge(view, scope).allowed
+        return judge(scope).allowed
     except ValueError:
         return False
 
 
-def _broker_scopes(view: _ServiceView, requested: list[str]) -> tuple[str, ...]:
+def _broker_scopes(
+    view: _ServiceView, requested: list[str], judge: Callable[[str], Decision]
+) -> tuple[str, ...]:
     if not requested:
         return _default_scopes(view)
 
-    refused = [scope for scope in requested if not _grantable(view, scope)]
+    refused = [scope for scope in requested if not _grantable(judge, scope)]
     if refused:
         raise InvalidScope(refused_message(requested, refused), refused)
     return tuple(requested)
