@@ -2,7 +2,8 @@
 
 Starts the broker (`tokenbroker serve --dev`) and bench/bare_app.py side by side,
 sets the broker up over HTTP, drives five scenarios with one load generator, and
-prints requests/s, p50/p99 latency and the ratio to the bare endpoint. Results go
+prints requests/s, p50/p99 latency and the ratio to the bare endpoint, each the
+median of rounds that drive every scenario in turn. Results go
 to bench/results/latest.json. See bench/README.md.
 
 With `--revoked N` (default 1,000,000; 0 skips it) a second broker starts on a
@@ -20,6 +21,7 @@ import platform
 import secrets
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,6 +47,7 @@ LABELS = {
     "token_issue": "token issue",
     "read_reused": "secret read, reused token",
     "read_fresh": "secret read, fresh token",
+    "token_revoked": "token issue, many revoked",
     "read_revoked": "secret read, many revoked",
 }
 # Loading a million revocations adds some seconds to the broker's start.
@@ -61,6 +64,9 @@ class Measured:
     warmup: Outcome
     vs_bare_get: float
     vs_bare_post: float | None
+    rounds: list[float]
+    # read_revoked only: the median per-round ratio to read_reused.
+    vs_reused: float | None = None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load generator: {generator.describe()} ({generator.name})")
     print(
         f"load: {options.threads} thread(s), {options.connections} connections, "
-        f"{options.duration:g} s after a {options.warmup:g} s warm-up, per scenario"
+        f"{options.duration:g} s after a {options.warmup:g} s warm-up, per scenario "
+        f"and round; {options.rounds} rounds, medians reported"
     )
     if server_cpu is None:
         print("pinning: none (taskset missing, fewer than 2 CPUs, or --no-pin)")
@@ -112,15 +119,18 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__)
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds")
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of every scenario (median)"
+    )
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds")
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1, help="wrk -t")
     parser.add_argument(
         "--fresh-tokens",
         type=int,
-        default=20_000,
-        help="tokens pre-issued for the fresh-token scenario",
+        default=30_000,
+        help="tokens pre-issued for the fresh-token scenario, split among rounds",
     )
     parser.add_argument(
         "--revoked",
@@ -185,27 +195,58 @@ def _run(
         token = provision.issue_one(broker.base_url, client)
 
         scenarios = _scenarios(broker.base_url, bare.base_url, client, token)
-        measured: dict[str, tuple[Outcome, Outcome]] = {}
-        for key, target in scenarios.items():
-            measured[key] = _measure(generator, key, target, target, load, warmup)
-
+        if options.revoked:
+            # The same requests as the first broker's, so that both brokers have
+            # served the same history when their reads are compared.
+            issue, read = _revoked_broker(
+                options, admin_secret, folder, server_cpu, running
+            )
+            scenarios.update(token_revoked=issue, read_revoked=read)
+        # Every round drives every scenario once, so that a change in what else
+        # the machine does shifts a round's baseline and broker figures alike.
+        rounds = [
+            _round(generator, scenarios, load, warmup, number, options.rounds)
+            for number in range(options.rounds)
+        ]
+        # Fresh tokens last: the pool's tokens and their reads stay in the
+        # broker's memory, which the other scenarios (and the broker with many
+        # revoked tokens, which has no pool) must not carry.
         issued_at = time.monotonic()
         pool = _issue_pool(broker.base_url, client, options, folder / "tokens.txt")
-        fresh = _fresh_read(broker.base_url, pool)
-        measured["read_fresh"] = _measure(
-            generator, "read_fresh", fresh[0], fresh[1], load, warmup
-        )
-        _check_pool(measured["read_fresh"], options.fresh_tokens, issued_at)
-
-        if options.revoked:
-            target = _revoked_broker(options, admin_secret, folder, server_cpu, running)
-            measured["read_revoked"] = _measure(
-                generator, "read_revoked", target, target, load, warmup
-            )
+        fresh_rounds = []
+        for number in range(options.rounds):
+            fresh, warm = _fresh_read(broker.base_url, pool, number, options.rounds)
+            both = {"bare_get": scenarios["bare_get"], "read_fresh": fresh}
+            fresh_rounds.append(
+                _round(generator, both, load, warmup, number, options.rounds,
+                       warm_targets={"read_fresh": warm})
+            )  # fmt: skip
+        _check_pool(fresh_rounds, options.fresh_tokens, issued_at)
     finally:
         for server in reversed(running):
             servers.stop(server)
-    return _ratios(measured)
+    fresh_only = [r for r in _ratios(fresh_rounds) if r.scenario == "read_fresh"]
+    return _ratios(rounds) + fresh_only
+
+
+def _round(
+    generator: Generator,
+    scenarios: dict[str, Target],
+    load: Load,
+    warmup: Load,
+    number: int,
+    rounds: int,
+    warm_targets: dict[str, Target] | None = None,
+) -> dict[str, tuple[Outcome, Outcome]]:
+    """Every scenario once; a warm-up drives `warm_targets`' target, if any."""
+    print(f"  round {number + 1} of {rounds}", file=sys.stderr)
+    warm_targets = warm_targets or {}
+    return {
+        key: _measure(
+            generator, key, target, warm_targets.get(key, target), load, warmup
+        )
+        for key, target in scenarios.items()
+    }
 
 
 def _broker_command(
@@ -230,8 +271,9 @@ def _revoked_broker(
     folder: Path,
     server_cpu: int | None,
     running: list[servers.Server],
-) -> Target:
-    """A broker over a store seeded with revoked tokens; its reused-token read."""
+) -> tuple[Target, Target]:
+    """A broker over a store seeded with revoked tokens: its token request and
+    its reused-token read."""
     broker_folder = folder / "broker-revoked"
     broker_folder.mkdir()
     took = revoked.seed(broker_folder, options.revoked)
@@ -256,7 +298,7 @@ def _revoked_broker(
     )
     client = provision.provision(server.base_url, admin_secret)
     token = provision.issue_one(server.base_url, client)
-    return Target(
+    return provision.token_request(server.base_url, client), Target(
         f"{server.base_url}/v1/{provision.ENV}/secrets/{provision.SECRET_NAME}",
         headers=(("Authorization", f"Bearer {token}"),),
     )
@@ -276,11 +318,18 @@ def _scenarios(
     }
 
 
-def _fresh_read(broker: str, pool: Path) -> tuple[Target, Target]:
-    """The measured target walks the pool forwards, its warm-up backwards."""
+def _fresh_read(
+    broker: str, pool: Path, number: int, rounds: int
+) -> tuple[Target, Target]:
+    """Round `number`'s own slice of the pool: measured forwards from its start,
+    warmed up backwards from its end."""
     url = f"{broker}/v1/{provision.ENV}/secrets/{provision.SECRET_NAME}"
-    count = len(pool.read_text().split())
-    return Target(url, tokens=pool), Target(url, tokens=pool, start=count - 1, step=-1)
+    size = len(pool.read_text().split()) // rounds
+    start = number * size
+    return (
+        Target(url, tokens=pool, start=start),
+        Target(url, tokens=pool, start=start + size - 1, step=-1),
+    )
 
 
 def _issue_pool(
@@ -296,13 +345,17 @@ def _issue_pool(
     return path
 
 
-def _check_pool(figures: tuple[Outcome, Outcome], pool: int, issued: float) -> None:
-    outcome, warmup = figures
-    overlap = outcome.requests + warmup.requests - pool
-    if overlap > 0:
+def _check_pool(
+    rounds: list[dict[str, tuple[Outcome, Outcome]]], pool: int, issued: float
+) -> None:
+    per_round = pool // len(rounds)
+    most = max(sum(run.requests for run in measured["read_fresh"])
+               for measured in rounds)  # fmt: skip
+    if most > per_round:
         print(
-            f"  warning: {overlap} of {outcome.requests} fresh-token reads reused "
-            "a token (raise --fresh-tokens)",
+            f"  warning: a round made {most} fresh-token reads (warm-up included) "
+            f"with a slice of {per_round} tokens, so some reused one (raise "
+            "--fresh-tokens)",
             file=sys.stderr,
         )
     if time.monotonic() - issued > TOKEN_LIFETIME_SECONDS:
@@ -324,26 +377,49 @@ def _measure(
     return outcome, warm
 
 
-def _ratios(measured: dict[str, tuple[Outcome, Outcome]]) -> list[Measured]:
-    bare_get = measured["bare_get"][0].rate or 1.0
-    bare_post = measured["bare_post"][0].rate or 1.0
-    return [
-        Measured(
-            scenario=key,
-            label=LABELS[key],
-            outcome=outcome,
-            warmup=warm,
-            vs_bare_get=outcome.rate / bare_get,
-            vs_bare_post=outcome.rate / bare_post if key == "token_issue" else None,
+def _ratios(rounds: list[dict[str, tuple[Outcome, Outcome]]]) -> list[Measured]:
+    """Per scenario, the round of median rate and the median of its per-round
+    ratios to the same round's baselines."""
+    results = []
+    for key in rounds[0]:
+        runs = sorted(rounds, key=lambda measured: measured[key][0].rate)
+        outcome, warm = runs[len(runs) // 2][key]
+        results.append(
+            Measured(
+                scenario=key,
+                label=LABELS[key],
+                outcome=outcome,
+                warmup=warm,
+                vs_bare_get=_median_ratio(rounds, key, "bare_get"),
+                vs_bare_post=(
+                    _median_ratio(rounds, key, "bare_post")
+                    if key == "token_issue"
+                    else None
+                ),
+                rounds=[measured[key][0].rate for measured in rounds],
+                vs_reused=(
+                    _median_ratio(rounds, key, "read_reused")
+                    if key == "read_revoked"
+                    else None
+                ),
+            )
         )
-        for key, (outcome, warm) in measured.items()
-    ]
+    return results
+
+
+def _median_ratio(
+    rounds: list[dict[str, tuple[Outcome, Outcome]]], key: str, baseline: str
+) -> float:
+    return statistics.median(
+        measured[key][0].rate / (measured[baseline][0].rate or 1.0)
+        for measured in rounds
+    )
 
 
 def _print_table(results: list[Measured]) -> None:
     print()
     print(
-        f"{'scenario':<27}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'scenario':<27}{'req/s':>10}{'rounds':>16}{'p50 ms':>9}{'p99 ms':>9}"
         f"{'non-2xx':>9}{'vs GET':>8}{'vs POST':>9}"
     )
     for result in results:
@@ -351,8 +427,9 @@ def _print_table(results: list[Measured]) -> None:
         vs_post = (
             f"{result.vs_bare_post:.0%}" if result.vs_bare_post is not None else ""
         )
+        spread = f"{min(result.rounds):,.0f}-{max(result.rounds):,.0f}"
         print(
-            f"{result.label:<27}{outcome.rate:>10,.0f}{outcome.p50_ms:>9.2f}"
+            f"{result.label:<27}{outcome.rate:>10,.0f}{spread:>16}{outcome.p50_ms:>9.2f}"
             f"{outcome.p99_ms:>9.2f}{outcome.non_2xx:>9}"
             f"{result.vs_bare_get:>8.0%}{vs_post:>9}"
         )
@@ -373,10 +450,10 @@ def _print_goals(results: list[Measured]) -> bool:
     post_ratio = by_key["token_issue"].vs_bare_post
     if post_ratio is not None:
         print(f"      (token issue is {post_ratio:.0%} of the bare POST form endpoint)")
-    ratio = _revocation_ratio(by_key)
-    if ratio is not None:
+    revoked = _revocation_ratio(by_key)
+    if revoked is not None:
         print(
-            f"revocation check: {LABELS['read_revoked']} is {ratio:.0%} of "
+            f"revocation check: {LABELS['read_revoked']} is {revoked:.0%} of "
             f"{LABELS['read_reused']} (no revoked tokens)"
         )
     return missed
@@ -385,8 +462,7 @@ def _print_goals(results: list[Measured]) -> bool:
 def _revocation_ratio(by_key: dict[str, Measured]) -> float | None:
     if "read_revoked" not in by_key:
         return None
-    none_revoked = by_key["read_reused"].outcome.rate or 1.0
-    return by_key["read_revoked"].outcome.rate / none_revoked
+    return by_key["read_revoked"].vs_reused
 
 
 def _write_json(
@@ -408,6 +484,7 @@ def _write_json(
         },
         "generator": {"name": generator.name, "version": generator.describe()},
         "load": {
+            "rounds": options.rounds,
             "duration_s": options.duration,
             "warmup_s": options.warmup,
             "connections": options.connections,
@@ -421,6 +498,7 @@ def _write_json(
             result.scenario: {
                 "label": result.label,
                 "requests_per_s": round(result.outcome.rate, 1),
+                "rounds_requests_per_s": [round(rate, 1) for rate in result.rounds],
                 "vs_bare_get": round(result.vs_bare_get, 4),
                 "vs_bare_post": (
                     round(result.vs_bare_post, 4)
