@@ -317,28 +317,61 @@ class SecretAccess:
     ) -> tuple[list[ListedSecret], str | None]:
         """One page of the secrets the principal may read, and the next token.
 
-        A page may hold fewer entries than asked, even none, while a next token
-        is given: secrets the principal may not read are left out.
+        Every secret a read by name would reach: those the policy declares in
+        another backend or under another path, then the default backend's. A
+        page may hold fewer entries than asked, even none, while a next token
+        is given: secrets the principal may not read are left out. Raises
+        InvalidRequest for a page token no listing gave.
         """
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise InvalidRequest(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
+        # Secrets the policy places elsewhere than the default backend under
+        # their own name come first (the policy knows their names), then the
+        # default backend's own listing; the page token says which part is next.
+        elsewhere = [
+            name
+            for name in _declared_elsewhere(environment, prefix)
+            if self.allows(environment, principal, Action.READ, name)
+        ]
+        part, position = _read_page_token(page_token)
+        entries: list[ListedSecret] = []
+        backend_token: str | None = None
+        if part == _DECLARED:
+            start = int(position or 0)
+            chunk = elsewhere[start : start + page_size]
+            for name in chunk:
+                listed = await _listed_elsewhere(environment, name)
+                if listed is not None:
+                    entries.append(listed)
+            start += len(chunk)
+            if start < len(elsewhere):
+                return entries, f"{_DECLARED}{start}"
+            page_size -= len(chunk)
+            if page_size == 0:
+                return entries, _BACKEND
+        else:
+            backend_token = position
         backend = environment.default_backend
-        # TODO: list secrets that the policy declares in other backends or under
-        # other paths too; today the listing covers the default backend only.
         page = await _in_store(
             environment,
             backend,
             backend.list,
             prefix,
             page_size=page_size,
-            page_token=page_token,
+            page_token=backend_token,
         )
-        visible = [
+        claimed = _claimed_paths(environment)
+        entries += [
             ListedSecret(item.path, item)
             for item in page.items
-            if self.allows(environment, principal, Action.READ, item.path)
+            # A name the policy places elsewhere reads from there, not here;
+            # a path a declared name is stored at is listed under that name.
+            if environment.locate(item.path) == Location(backend, item.path)
+            and item.path not in claimed
+            and self.allows(environment, principal, Action.READ, item.path)
         ]
-        return visible, page.next_token
+        next_token = None if page.next_token is None else _BACKEND + page.next_token
+        return entries, next_token
 
     def authorize(
         self, environment: Environment, principal: Principal, action: Action, name: str
@@ -434,6 +467,69 @@ async def _in_store(
         if named is None or named[0] == named[1] or repr(named[0]) not in error.message:
             raise
         raise _renamed(error, *named) from error
+
+
+# A listing's page token: the part it is in, then where in it.
+_DECLARED = "d."
+_BACKEND = "b."
+
+
+def _read_page_token(token: str | None) -> tuple[str, str | None]:
+    """(part, position) of a token this listing gave. Raises InvalidRequest."""
+    if token is None:
+        return _DECLARED, None
+    if token.startswith(_BACKEND):
+        return _BACKEND, token.removeprefix(_BACKEND) or None
+    position = token.removeprefix(_DECLARED)
+    if token.startswith(_DECLARED) and position.isdigit() and position.isascii():
+        return _DECLARED, position
+    raise InvalidRequest("page_token is not one a listing gave")
+
+
+def _declared_elsewhere(environment: Environment, prefix: str) -> list[str]:
+    """Declared names under `prefix` that do not live in the default backend
+    under their own name, sorted."""
+    default = environment.default_backend
+    return sorted(
+        name
+        for name in environment.policy.declarations()
+        if name.startswith(prefix)
+        and environment.locate(name) != Location(default, name)
+    )
+
+
+def _claimed_paths(environment: Environment) -> set[str]:
+    """Paths of the default backend where declared secrets of other names live."""
+    default = environment.default_backend
+    claimed = set()
+    for name in environment.policy.declarations():
+        location = environment.locate(name)
+        if location.backend is default and location.path != name:
+            claimed.add(location.path)
+    return claimed
+
+
+async def _listed_elsewhere(environment: Environment, name: str) -> ListedSecret | None:
+    """The listing entry of a declared secret; None when its store has none yet.
+
+    Versions are metadata: no value is read to list a secret. A store that
+    cannot be reached fails the listing (503) rather than leave a secret out.
+    """
+    location = environment.locate(name)
+    try:
+        versions = await _in_store(
+            environment,
+            location.backend,
+            location.backend.versions,
+            location.path,
+            named=(location.path, name),
+        )
+    except (SecretNotFound, VersionGone):
+        return None  # not written yet, or deleted in its store
+    current = next((v for v in versions if Stage.CURRENT in v.stages), None)
+    if current is None:
+        return None
+    return ListedSecret(name, SecretSummary(name, current.version, current.created_at))
 
 
 def _renamed(error: TokenBrokerError, path: str, name: str) -> TokenBrokerError:
