@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -48,6 +48,10 @@ WAIT_SECONDS = 10.0
 # the commit then, and the process would only sit idle. An idle broker (a batch
 # of one) commits at once.
 GATHER_SECONDS = 0.003
+# Deferred events (`defer`) that could not be committed are tried again this
+# often, and at most this many are kept: past it the oldest is dropped, logged.
+RETRY_SECONDS = 1.0
+MAX_DEFERRED = 10_000
 GENESIS = "0" * 64
 # Column widths of audit_records: longer text is cut, never refused, so that one
 # odd field cannot fail a whole batch of other requests' records.
@@ -102,6 +106,8 @@ class AuditLog:
         self._all_waiting = threading.Event()
         # Whether the latest commit failed: readiness then tries a write.
         self._failing = False
+        # Deferred events not committed yet, oldest first (the writer's alone).
+        self._deferred: deque[AuditEvent] = deque()
         self._thread = threading.Thread(
             target=self._run, name="tokenbroker-audit", daemon=True
         )
@@ -148,6 +154,17 @@ class AuditLog:
             return await waiter
         finally:
             timer.cancel()
+
+    def defer(self, env: str, action: str, outcome: str = "ok", **fields: Any) -> None:
+        """Append an event as soon as the store takes records, without waiting.
+
+        For what has happened already and must not go unrecorded when the
+        store is down: the event keeps the time it was made at, and is tried
+        again every RETRY_SECONDS, in a transaction of its own so it can never
+        fail other requests' records. Kept in memory only: a restart before
+        the store is back loses it. Raises AuditUnavailable once closed.
+        """
+        self._enqueue(_Pending(self.event(env, action, outcome, **fields)))
 
     def request_started(self) -> None:
         """A request has come in (called by the request middleware)."""
@@ -204,8 +221,15 @@ class AuditLog:
     def _run(self) -> None:
         stopping = False
         while not stopping:
-            first = self._queue.get()
+            try:
+                first = self._queue.get(
+                    timeout=RETRY_SECONDS if self._deferred else None
+                )
+            except queue.Empty:
+                self._commit_deferred()
+                continue
             if first is _STOP:
+                self._commit_deferred()
                 break
             batch = [first]
             if self._busy:
@@ -220,7 +244,47 @@ class AuditLog:
                     break
                 batch.append(item)
             self._busy = len(batch) > 1
-            self._commit([item for item in batch if isinstance(item, _Pending)])
+            waited = []
+            for item in batch:
+                if not isinstance(item, _Pending):
+                    continue
+                if item.done is None and item.waiter is None:
+                    self._keep_deferred(item.event)
+                else:
+                    waited.append(item)
+            self._commit_deferred()
+            if waited:
+                self._commit(waited)
+
+    def _keep_deferred(self, event: AuditEvent) -> None:
+        if len(self._deferred) >= MAX_DEFERRED:
+            dropped = self._deferred.popleft()
+            log.error(
+                "audit_deferred_dropped",
+                env=dropped.env,
+                action=dropped.action,
+                request_id=dropped.request_id,
+            )
+        self._deferred.append(event)
+
+    def _commit_deferred(self) -> None:
+        """Commit the deferred events in a transaction of their own; keep them
+        for the next try when the store refuses."""
+        if not self._deferred:
+            return
+        events = list(self._deferred)
+        try:
+            with self._engine.begin() as connection:
+                append(connection, events)
+        except Exception as error:
+            log.warning(
+                "audit_deferred_not_committed",
+                error_type=type(error).__name__,
+                records=len(events),
+            )
+            return
+        self._deferred.clear()
+        log.info("audit_deferred_committed", records=len(events))
 
     def _gather(self) -> None:
         """Wait until every request being served has queued its record, or

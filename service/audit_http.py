@@ -17,7 +17,7 @@ refused token claimed about itself, unverified) and `audit_action`.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any, Final
 
 import structlog
@@ -91,23 +91,28 @@ async def audited_change(
     yield change
     if own_outcome:
         return
+    outcome = fields | change.fields
     try:
-        await audit_request(request, action, "ok", **(fields | change.fields))
+        await audit_request(request, action, "ok", **outcome)
     except AuditUnavailable:
         # The change has happened and cannot be taken back unrecorded either, so
         # the caller gets its real answer rather than a 503 that would hide it: a
         # client secret is shown only once, and a retried write writes again.
         # The chain holds the intent under this request id, which an auditor
-        # reads as "may have happened"; this line tells the operator it did.
-        # TODO: keep the outcome and append it once the audit log is back; until
-        # then the intent record and this ERROR line are the evidence.
+        # reads as "may have happened"; the outcome follows once the store takes
+        # records again, and this line tells the operator meanwhile.
         log.error(
             "audit_outcome_unrecorded",
             env=request.path_params.get("env"),
             action=action,
-            target=(fields | change.fields).get("target"),
+            target=outcome.get("target"),
             version=change.fields.get("version"),
         )
+        # Once closed, the log defers nothing: the ERROR line is the evidence.
+        with suppress(AuditUnavailable):
+            request.app.state.broker.audit.defer(
+                request.path_params["env"], action, **_request_fields(request, outcome)
+            )
 
 
 async def audit_request(
@@ -118,18 +123,23 @@ async def audit_request(
     The actor and token id default to the verified principal's. `fields` as
     in `AuditLog.record`. Raises AuditUnavailable.
     """
-    principal = _principal(request)
-    if principal is not None:
-        fields.setdefault("actor", principal.service)
-        fields.setdefault("jti", principal.jti)
     await request.app.state.broker.audit.submit(
-        request.path_params["env"],
-        action,
-        outcome,
-        request_id=request.scope.get("request_id"),
-        source=source_address(request),
-        **fields,
+        request.path_params["env"], action, outcome, **_request_fields(request, fields)
     )
+
+
+def _request_fields(request: Request, fields: dict[str, Any]) -> dict[str, Any]:
+    """`fields` with who asked (the verified principal's name and token id,
+    unless given), the request id and the source address."""
+    principal = _principal(request)
+    found = dict(fields)
+    if principal is not None:
+        found.setdefault("actor", principal.service)
+        found.setdefault("jti", principal.jti)
+    return found | {
+        "request_id": request.scope.get("request_id"),
+        "source": source_address(request),
+    }
 
 
 async def audit_failure(request: Request, status: int, code: str) -> None:

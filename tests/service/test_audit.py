@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -10,7 +11,7 @@ from contextlib import contextmanager
 import pytest
 from sqlalchemy import Engine, delete, text, update
 
-from service.audit import AuditLog, AuditUnavailable, record_now
+from service.audit import RETRY_SECONDS, AuditLog, AuditUnavailable, record_now
 from service.audit_chain import GENESIS, records, verify
 from service.store.audit_tables import audit_records
 from tests.service.conftest import FakeClock
@@ -239,3 +240,39 @@ def test_a_batch_waits_for_a_request_still_at_work_until_it_ends(
     held = asyncio.run(one_waits_one_works())
 
     assert (held, verify(engine, "prod").records) == (True, 1)
+
+
+def test_a_deferred_event_is_committed_once_the_store_is_back_unasked(
+    audit: AuditLog, engine: Engine
+) -> None:
+    with _table_gone(engine, "audit_records"):
+        audit.defer("prod", "secret.write", target="db", version="7")
+        # A record waited on fails; its batch tried the deferred one first.
+        with pytest.raises(AuditUnavailable):
+            audit.record("prod", "secret.read")
+
+    # No other record comes: the writer tries again on its own.
+    deadline = time.monotonic() + 10 * RETRY_SECONDS
+    while verify(engine, "prod").records == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    with engine.connect() as connection:
+        found = [(r.event.action, r.event.version) for r in records(connection, "prod")]
+    assert found == [("secret.write", "7")]
+
+
+def test_past_the_limit_the_oldest_deferred_event_is_dropped(
+    audit: AuditLog, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("service.audit.MAX_DEFERRED", 2)
+    with _table_gone(engine, "audit_records"):
+        for target in ("a", "b", "c"):
+            audit.defer("prod", "secret.write", target=target)
+        with pytest.raises(AuditUnavailable):
+            audit.record("prod", "secret.read")
+
+    audit.record("prod", "secret.read", target="after")
+
+    with engine.connect() as connection:
+        found = [r.event.target for r in records(connection, "prod")]
+    assert found == ["b", "c", "after"]

@@ -21,6 +21,7 @@ from sqlalchemy import Engine, inspect, text
 from starlette.routing import BaseRoute
 
 from service.audit import AuditUnavailable
+from service.audit_chain import verify
 from service.broker import Broker
 from service.config import load_settings
 from service.store.database import open_store
@@ -314,12 +315,29 @@ def test_a_write_whose_outcome_cannot_be_recorded_answers_its_version(
         response = world.write(value="<unrecorded outcome>")
 
     read = world.billing("GET", "secrets/payments/db").json()
-    [intent] = world.records("secret.write")
+    intent = world.records("secret.write")[0]
     assert response.json()["version"] == read["version"] == "1"
     assert read["value"] == "<unrecorded outcome>"
     assert (intent["outcome"], intent["request_id"]) == (
         "requested", response.headers["x-request-id"],
     )  # fmt: skip
+
+
+def test_an_outcome_the_store_refused_is_appended_once_it_takes_records(
+    world: World,
+) -> None:
+    with _outcomes_refused(world.local.broker.engine):
+        response = world.write(value="<late outcome>")
+        held = [r["outcome"] for r in world.records("secret.write")]
+
+    # The next request's records go to the store after the deferred outcome.
+    world.billing("GET", "secrets/payments/db")
+
+    request_id = response.headers["x-request-id"]
+    mine = [(r["outcome"], r["version"]) for r in world.records("secret.write")
+            if r["request_id"] == request_id]  # fmt: skip
+    assert (held, mine) == (["requested"], [("requested", None), ("ok", "1")])
+    assert verify(world.local.broker.engine, "dev").intact
 
 
 def test_a_credential_whose_outcome_cannot_be_recorded_is_still_shown_once(
