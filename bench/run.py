@@ -429,8 +429,8 @@ def _print_table(results: list[Measured]) -> None:
         )
         spread = f"{min(result.rounds):,.0f}-{max(result.rounds):,.0f}"
         print(
-            f"{result.label:<27}{outcome.rate:>10,.0f}{spread:>16}{outcome.p50_ms:>9.2f}"
-            f"{outcome.p99_ms:>9.2f}{outcome.non_2xx:>9}"
+            f"{result.label:<27}{outcome.rate:>10,.0f}{spread:>16}"
+            f"{outcome.p50_ms:>9.2f}{outcome.p99_ms:>9.2f}{outcome.non_2xx:>9}"
             f"{result.vs_bare_get:>8.0%}{vs_post:>9}"
         )
     print()

@@ -51,12 +51,8 @@ def create_app(broker: Broker) -> FastAPI:
     app.state.broker = broker
     app.state.readiness = Readiness.of(broker)
     install_error_handlers(app)
-    # The routes join the app's own router rather than being included: an
-    # included router matches every request twice (FastAPI's `include_router`
-    # keeps each router whole and asks it, then its routes), which cost the hot
-    # paths a tenth of their time.
     for module in ROUTED:
-        app.router.routes.extend(module.router.routes)
+        app.include_router(module.router)
     body_limit = max(
         MIN_BODY_LIMIT, broker.settings.max_secret_bytes * BODY_OVERHEAD_FACTOR
     )

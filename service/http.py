@@ -262,10 +262,10 @@ class RequestLog:
                 ]
             await send(message)
 
-        # Every event logged while the request runs carries its id, in threads
-        # it hands work to as well (they run in a copy of its context).
         if self.audit is not None:
             self.audit.request_started()
+        # Every event logged while the request runs carries its id, in threads
+        # it hands work to as well (they run in a copy of its context).
         with structlog.contextvars.bound_contextvars(request_id=request_id):
             try:
                 await self.app(scope, receive, send_with_id)
@@ -292,8 +292,8 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 def _new_request_id() -> str:
-    """16 hex digits, like the random ids of before, unique within a process
-    for 2**32 requests and across processes by their prefix."""
+    """16 hex digits: unique within a process for 2**32 requests, and across
+    processes by their random prefix."""
     return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFF:08x}"
 
 

@@ -328,15 +328,17 @@ class SecretAccess:
         # Secrets the policy places elsewhere than the default backend under
         # their own name come first (the policy knows their names), then the
         # default backend's own listing; the page token says which part is next.
-        elsewhere = [
-            name
-            for name in _declared_elsewhere(environment, prefix)
-            if self.allows(environment, principal, Action.READ, name)
-        ]
+        moved, hidden = _placements(environment)
         part, position = _read_page_token(page_token)
         entries: list[ListedSecret] = []
         backend_token: str | None = None
         if part == _DECLARED:
+            elsewhere = [
+                name
+                for name in moved
+                if name.startswith(prefix)
+                and self.allows(environment, principal, Action.READ, name)
+            ]
             start = int(position or 0)
             chunk = elsewhere[start : start + page_size]
             for name in chunk:
@@ -360,14 +362,10 @@ class SecretAccess:
             page_size=page_size,
             page_token=backend_token,
         )
-        claimed = _claimed_paths(environment)
         entries += [
             ListedSecret(item.path, item)
             for item in page.items
-            # A name the policy places elsewhere reads from there, not here;
-            # a path a declared name is stored at is listed under that name.
-            if environment.locate(item.path) == Location(backend, item.path)
-            and item.path not in claimed
+            if item.path not in hidden
             and self.allows(environment, principal, Action.READ, item.path)
         ]
         next_token = None if page.next_token is None else _BACKEND + page.next_token
@@ -486,27 +484,23 @@ def _read_page_token(token: str | None) -> tuple[str, str | None]:
     raise InvalidRequest("page_token is not one a listing gave")
 
 
-def _declared_elsewhere(environment: Environment, prefix: str) -> list[str]:
-    """Declared names under `prefix` that do not live in the default backend
-    under their own name, sorted."""
+def _placements(environment: Environment) -> tuple[list[str], set[str]]:
+    """The declared names that do not live in the default backend under their
+    own name, sorted; and the default backend's paths a listing leaves out:
+    those names (a read of one goes elsewhere) and the paths declared names
+    are stored at (listed under those names)."""
     default = environment.default_backend
-    return sorted(
-        name
-        for name in environment.policy.declarations()
-        if name.startswith(prefix)
-        and environment.locate(name) != Location(default, name)
-    )
-
-
-def _claimed_paths(environment: Environment) -> set[str]:
-    """Paths of the default backend where declared secrets of other names live."""
-    default = environment.default_backend
-    claimed = set()
+    moved: list[str] = []
+    hidden: set[str] = set()
     for name in environment.policy.declarations():
         location = environment.locate(name)
-        if location.backend is default and location.path != name:
-            claimed.add(location.path)
-    return claimed
+        if location == Location(default, name):
+            continue
+        moved.append(name)
+        hidden.add(name)
+        if location.backend is default:
+            hidden.add(location.path)
+    return sorted(moved), hidden
 
 
 async def _listed_elsewhere(environment: Environment, name: str) -> ListedSecret | None:

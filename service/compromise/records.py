@@ -108,12 +108,13 @@ class CompromiseStore:
 
     def announce(self, compromise: Compromise) -> Compromise:
         """Tell every other process, once the announcement is committed."""
-        announced = dataclasses.replace(compromise, announced_at=self._clock.now())
+        now = self._clock.now()
+        announced = dataclasses.replace(compromise, announced_at=now)
         with self._engine.begin() as connection:
             connection.execute(
                 update(table)
                 .where(table.c.id == compromise.id)
-                .values(announced_at=utc(announced.announced_at or 0.0))
+                .values(announced_at=utc(now))
             )
             notify(
                 connection,
@@ -123,10 +124,11 @@ class CompromiseStore:
 
     def finish(self, compromise: Compromise, state: State, **detail: Any) -> Compromise:
         """Record how the response ended and what it did."""
+        now = self._clock.now()
         finished = dataclasses.replace(
             compromise,
             state=state,
-            finished_at=self._clock.now(),
+            finished_at=now,
             detail={**compromise.detail, **detail},
         )
         with self._engine.begin() as connection:
@@ -135,7 +137,7 @@ class CompromiseStore:
                 .where(table.c.id == compromise.id)
                 .values(
                     state=finished.state.value,
-                    finished_at=utc(finished.finished_at or 0.0),
+                    finished_at=utc(now),
                     detail=_json(finished.detail),
                 )
             )

@@ -172,7 +172,7 @@ class SecretCompromise:
                 compromise
             ):
                 return self._disable(compromise, actor)
-        except TokenBrokerError as error:
+        except Exception as error:
             # The tokens must still be revoked: the response goes on without
             # the rotation, which a person has to look at.
             log.error(
@@ -180,7 +180,7 @@ class SecretCompromise:
                 env=compromise.env,
                 secret=compromise.subject,
                 compromise_id=compromise.id,
-                error=error.code,
+                error=_code(error),
             )
             return State.FAILED, {"rotation": None, "error": describe(error)}
         state = secret_state(rotation, compromise.version)
@@ -235,9 +235,11 @@ class SecretCompromise:
                     maker.credential_ref if maker else None,
                 )
             backend.set_enabled(path, compromise.version, False)
-        except TokenBrokerError as error:
+        except Exception as error:
+            # Whatever failed (the store, or a generator plugin's own error),
+            # the readers' tokens are still revoked by the caller.
             log.error("compromise_disable_failed", env=env, secret=name,
-                      compromise_id=compromise.id, error=error.code)  # fmt: skip
+                      compromise_id=compromise.id, error=_code(error))  # fmt: skip
             return State.FAILED, {"version_disabled": False, "error": describe(error)}
         self._audit.record(
             env, "secret.disable", actor=actor.name, target=name,
@@ -259,3 +261,8 @@ class SecretCompromise:
             "current_version": current,
             "version_disabled": True,
         }
+
+
+def _code(error: Exception) -> str:
+    """The broker's code for `error`, or only its type: never its message."""
+    return error.code if isinstance(error, TokenBrokerError) else type(error).__name__

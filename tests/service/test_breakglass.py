@@ -151,6 +151,7 @@ def test_break_glass_reaches_a_service_no_policy_names_any_more(
 
     assert answer.status_code == 200, answer.text
     assert answer.json()["service"] == "old-api"
+    assert len(answer.json()["credentials_revoked"]) == 1
 
 
 def test_break_glass_needs_an_admin(pair: list[Node]) -> None:

@@ -12,6 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
+from service.rotation.generators import ALPHABETS, RandomGenerator, RotationContext
+from service.sensitive import Sensitive
 from tests.rotation.upstream import Upstream, fingerprint
 from tests.service.compromise_setup import (
     ENV,
@@ -262,9 +264,12 @@ def test_an_upstream_credential_is_revoked_upstream_before_the_answer(
         upstream.state.revoked.clear()
 
         body = node.compromise(name).json()
+        # Before the broker shuts down: the answer came after the revocation.
+        assert [r["fingerprint"] for r in upstream.state.revoked] == [
+            fingerprint(previous)
+        ]
 
     assert (body["state"], body["version"]) == ("contained", rotated["new_version"])
-    assert [r["fingerprint"] for r in upstream.state.revoked] == [fingerprint(previous)]
 
 
 def test_parallel_compromises_of_one_version_join_its_emergency_rotation(
@@ -342,3 +347,38 @@ def _seconds(moment: str) -> float:
     from datetime import datetime
 
     return datetime.fromisoformat(moment).timestamp()
+
+
+PLUGIN_SECRET = "payments/plugin"
+
+
+class _RevokeFails(RandomGenerator):
+    """A plugin whose upstream revocation fails with an error of its own."""
+
+    def revoke(
+        self, context: RotationContext, value: Sensitive, ref: str | None
+    ) -> None:
+        raise RuntimeError("the plugin's upstream is down")
+
+
+def test_a_generator_that_fails_to_revoke_upstream_still_leaves_the_readers_shut_out(
+    node: Node,
+) -> None:
+    node.broker.rotation.generators.register(
+        "revoke-fails", lambda _p, _s: _RevokeFails(24, ALPHABETS["alphanumeric"])
+    )
+    policy = (
+        f"secrets:\n  {PLUGIN_SECRET}:\n    rotation: "
+        "{every: 30d, generator: {type: revoke-fails}, grace: 1h}\n"
+    )
+    assert node.local.put_policy(ENV, "plugin", policy).status_code == 200
+    node.admin("PUT", f"secrets/{PLUGIN_SECRET}", json={"value": "first-value"})
+    reader = node.token("billing-api")
+    old = node.read(reader, PLUGIN_SECRET).json()["version"]
+    assert node.admin("POST", f"secrets/{PLUGIN_SECRET}/rotate").status_code == 200
+
+    body = node.compromise(PLUGIN_SECRET, version=old).json()
+
+    assert (body["state"], body["version_disabled"]) == ("failed", False)
+    assert "upstream is down" not in json.dumps(body)
+    assert node.read(reader, PLUGIN_SECRET).status_code == 401

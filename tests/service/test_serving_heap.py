@@ -11,19 +11,20 @@ from service import cli
 
 
 @pytest.fixture
-def collector() -> Iterator[None]:
-    """The test process's collector as it was, afterwards."""
+def collector() -> Iterator[tuple[int, int, int]]:
+    """The test process's thresholds before; its collector as it was, after."""
     thresholds = gc.get_threshold()
-    yield
+    yield thresholds
     gc.unfreeze()
     gc.set_threshold(*thresholds)
 
 
 def test_start_up_objects_are_frozen_and_young_ones_collected_less_often(
-    collector: None,
+    collector: tuple[int, int, int],
 ) -> None:
     cli._settle_heap()
 
     assert gc.get_freeze_count() > 0
     assert gc.get_threshold() == (cli.GC_YOUNG_THRESHOLD, *cli.GC_OLDER_THRESHOLDS)
     assert cli.GC_YOUNG_THRESHOLD > 700  # Python's own, which ran per request
+    assert gc.get_threshold()[0] > collector[0]
